@@ -1,0 +1,1 @@
+"""CRM and commerce clients, inbound webhook adapters and fakes of those APIs."""

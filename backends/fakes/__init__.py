@@ -1,0 +1,1 @@
+"""Fakes of the CRM and store APIs, served over real HTTP."""

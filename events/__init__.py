@@ -1,0 +1,1 @@
+"""Event bus, outbox dispatcher and outgoing webhooks."""

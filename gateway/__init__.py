@@ -1,0 +1,1 @@
+"""The loyalty-gateway ASGI app, settings, CLI and job scheduler."""

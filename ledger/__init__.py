@@ -1,0 +1,1 @@
+"""The points domain: models, repository, service, pure rules and program config."""

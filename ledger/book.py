@@ -1,0 +1,266 @@
+"""The account book: how entries move balances and lots, shared by every command.
+
+Invariants kept here: `available + pending + held` equals the sum of the member's entries
+plus what is held; the unspent points of available lots add up to `max(available, 0)`;
+a credit while the balance is negative first pays that debt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import outbox, repository, rules
+from ledger.errors import InvalidInput, UnknownMember
+from ledger.models import (
+    Account,
+    Entry,
+    EntryKind,
+    EntryStatus,
+    Lot,
+    LotStatus,
+    Member,
+)
+from ledger.program import Program
+
+Allocations = list[list[int]]
+
+
+@dataclass
+class Context:
+    """What every command handler works with: one session, one program, one instant."""
+
+    session: AsyncSession
+    program: Program
+    now: datetime
+
+    @property
+    def program_id(self) -> str:
+        return self.program.id
+
+
+async def find_member(ctx: Context, member_id: int | None, customer_id: str | None) -> Member:
+    """The member a reference names, or UNKNOWN_MEMBER (another program's ids too)."""
+    if (member_id is None) == (customer_id is None):
+        raise InvalidInput("give exactly one of id and customerId", ["member"])
+    if member_id is not None:
+        member = await repository.member_by_id(ctx.session, ctx.program_id, member_id)
+    else:
+        assert customer_id is not None
+        member = await repository.member_by_customer_id(ctx.session, ctx.program_id, customer_id)
+    if member is None:
+        raise UnknownMember("no such member in this program", ["member"])
+    return member
+
+
+async def lock(ctx: Context, *member_ids: int) -> dict[int, Account]:
+    """Lock the accounts (in id order) before any balance changes."""
+    accounts = await repository.lock_accounts(ctx.session, member_ids)
+    return {account.member_id: account for account in accounts}
+
+
+async def add_entry(
+    ctx: Context,
+    account: Account,
+    kind: EntryKind,
+    points: int,
+    source: str,
+    *,
+    status: EntryStatus = EntryStatus.AVAILABLE,
+    occurred_at: datetime | None = None,
+    order_id: str | None = None,
+    reason: str | None = None,
+    available_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    lot_id: int | None = None,
+    dedupe_key: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Entry:
+    entry = Entry(
+        program_id=ctx.program_id,
+        member_id=account.member_id,
+        kind=kind,
+        points=points,
+        status=status,
+        source=source,
+        order_id=order_id,
+        reason=reason,
+        occurred_at=occurred_at or ctx.now,
+        available_at=available_at,
+        expires_at=expires_at,
+        created_at=ctx.now,
+        lot_id=lot_id,
+        dedupe_key=dedupe_key,
+        details=details,
+    )
+    ctx.session.add(entry)
+    await ctx.session.flush()
+    return entry
+
+
+async def credit(
+    ctx: Context,
+    account: Account,
+    kind: EntryKind,
+    points: int,
+    source: str,
+    *,
+    occurred_at: datetime | None = None,
+    pending_until: datetime | None = None,
+    order_id: str | None = None,
+    reason: str | None = None,
+    dedupe_key: str | None = None,
+    counts_as_earned: bool = True,
+) -> tuple[Entry, Lot]:
+    """Credit `points` as a new lot: pending until `pending_until`, else available now.
+
+    The lot expires `expiry_days` after it becomes available, reckoned from `occurred_at`.
+    """
+    occurred = occurred_at or ctx.now
+    available = pending_until if pending_until is not None else occurred
+    is_pending = available > ctx.now
+    expires = rules.expires_at(available, ctx.program.expiry_days)
+    lot = Lot(
+        program_id=ctx.program_id,
+        member_id=account.member_id,
+        points=points,
+        remaining=points,
+        status=LotStatus.PENDING if is_pending else LotStatus.AVAILABLE,
+        available_at=available,
+        expires_at=expires,
+    )
+    ctx.session.add(lot)
+    await ctx.session.flush()
+    entry = await add_entry(
+        ctx,
+        account,
+        kind,
+        points,
+        source,
+        status=EntryStatus.PENDING if is_pending else EntryStatus.AVAILABLE,
+        occurred_at=occurred,
+        order_id=order_id,
+        reason=reason,
+        available_at=available,
+        expires_at=expires,
+        lot_id=lot.id,
+        dedupe_key=dedupe_key,
+    )
+    lot.entry_id = entry.id
+    if is_pending:
+        account.pending += points
+    else:
+        lot.remaining = _receive(account, points)
+        if counts_as_earned:
+            account.lifetime_earned += points
+    account.updated_at = ctx.now
+    return entry, lot
+
+
+def _receive(account: Account, points: int) -> int:
+    """Add `points` to `available`; returns what is left for lots once any debt is paid."""
+    debt = max(0, -account.available)
+    account.available += points
+    return points - min(debt, points)
+
+
+async def debit(
+    ctx: Context,
+    account: Account,
+    points: int,
+    *,
+    allow_negative: bool = False,
+    first: Lot | None = None,
+) -> Allocations:
+    """Take `points` from available lots, the first to expire first (`first` before all).
+
+    The caller has checked the balance unless `allow_negative`; the lots then give what
+    they have and `available` goes below zero.
+    """
+    lots = await repository.spendable_lots(ctx.session, account.member_id)
+    if first is not None and first.status == LotStatus.AVAILABLE:
+        lots = [first, *[lot for lot in lots if lot.id != first.id]]
+    allocations: Allocations = []
+    left = points
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(lot.remaining, left)
+        if take:
+            lot.remaining -= take
+            left -= take
+            allocations.append([lot.id, take])
+    if left and not allow_negative:
+        raise AssertionError("debit beyond the lots of a checked balance")
+    account.available -= points
+    account.updated_at = ctx.now
+    return allocations
+
+
+async def restore(ctx: Context, account: Account, allocations: Allocations) -> None:
+    """Give points back to the lots they were taken from (a cancel or a release).
+
+    A lot that expired meanwhile becomes available again so the next job expires it
+    with its own entry; points never outlive their lot.
+    """
+    total = sum(points for _, points in allocations)
+    to_lots = _receive(account, total)
+    lots = await repository.lots_by_ids(ctx.session, [lot_id for lot_id, _ in allocations])
+    skip = total - to_lots
+    for lot_id, points in allocations:
+        give = max(0, points - skip)
+        skip = max(0, skip - points)
+        lot = lots[lot_id]
+        lot.remaining += give
+        if give and lot.status == LotStatus.EXPIRED:
+            lot.status = LotStatus.AVAILABLE
+    account.updated_at = ctx.now
+
+
+async def activate(ctx: Context, account: Account, lot: Lot) -> None:
+    """A pending lot becomes available: its points move from pending to available."""
+    lot.status = LotStatus.AVAILABLE
+    account.pending -= lot.remaining
+    account.lifetime_earned += lot.remaining
+    lot.remaining = _receive(account, lot.remaining)
+    account.updated_at = ctx.now
+    await repository.mark_lot_entries(ctx.session, lot.id, EntryStatus.AVAILABLE)
+
+
+async def qualifying_value(ctx: Context, member_ids: list[int] | None) -> dict[int, int]:
+    """The tier-qualifying value per member as of now (basis and window of the program)."""
+    since = rules.qualifying_since(ctx.now, ctx.program.tiering.window_days)
+    if ctx.program.tiering.basis == "points":
+        return await repository.qualifying_points(ctx.session, ctx.program_id, since, member_ids)
+    cents = await repository.qualifying_spend_cents(ctx.session, ctx.program_id, since, member_ids)
+    return {member_id: value // 100 for member_id, value in cents.items()}
+
+
+async def evaluate_tier(ctx: Context, account: Account, *, allow_downgrade: bool = False) -> None:
+    """Move the member to the tier its qualifying value reaches; upgrades on any write,
+    downgrades only when the scheduled jobs re-evaluate."""
+    values = await qualifying_value(ctx, [account.member_id])
+    set_tier(ctx, account, values.get(account.member_id, 0), allow_downgrade=allow_downgrade)
+
+
+def set_tier(ctx: Context, account: Account, value: int, *, allow_downgrade: bool) -> None:
+    tiers = ctx.program.tiers
+    reached = rules.tier_for(tiers, value)
+    current = rules.tier_rank(tiers, account.tier)
+    target = rules.tier_rank(tiers, reached.name)
+    if target == current or (target < current and not allow_downgrade):
+        return
+    previous = account.tier
+    account.tier = reached.name
+    account.updated_at = ctx.now
+    outbox.record(
+        ctx.session,
+        ctx.program_id,
+        "tier.changed",
+        account,
+        ctx.now,
+        {"from": previous, "to": reached.name, "qualifyingValue": value},
+    )

@@ -1,0 +1,224 @@
+"""Commands: the inputs of every write, and the outcome every write returns.
+
+A command is a frozen value; its fingerprint decides whether a repeated idempotency key
+carries the same input. An `Outcome` names what the command changed (ids) or the
+business error that refused it, and is what an idempotency key replays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from ledger.errors import LedgerError
+from ledger.program import Channel
+from ledger.rules import Line
+
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """Exactly one of `id` or `customer_id`."""
+
+    id: int | None = None
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EnrollMember:
+    idempotency_key: str
+    customer_id: str
+    email: str | None = None
+    name: str | None = None
+    birthday: date | None = None
+    referral_code: str | None = None
+
+
+@dataclass(frozen=True)
+class UpdateMember:
+    idempotency_key: str
+    member: MemberRef
+    email: str | None = None
+    name: str | None = None
+    birthday: date | None = None
+
+
+@dataclass(frozen=True)
+class ForgetMember:
+    idempotency_key: str
+    member: MemberRef
+
+
+@dataclass(frozen=True)
+class RecordPurchase:
+    idempotency_key: str
+    member: MemberRef
+    order_id: str
+    currency: str
+    lines: tuple[Line, ...]
+    channel: Channel = Channel.ONLINE
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordAction:
+    idempotency_key: str
+    member: MemberRef
+    type: str
+    occurred_at: datetime | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundPurchase:
+    idempotency_key: str
+    order_id: str
+    amount: Decimal | None = None
+    lines: tuple[tuple[str, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class AdjustPoints:
+    idempotency_key: str
+    member: MemberRef
+    points: int
+    reason: str
+    allow_negative_balance: bool = False
+
+
+@dataclass(frozen=True)
+class RedeemReward:
+    idempotency_key: str
+    member: MemberRef
+    reward_id: str
+
+
+@dataclass(frozen=True)
+class UseRedemption:
+    idempotency_key: str
+    code: str
+    order_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRedemption:
+    idempotency_key: str
+    redemption_id: int
+
+
+@dataclass(frozen=True)
+class HoldPoints:
+    idempotency_key: str
+    member: MemberRef
+    points: int
+    order_id: str
+
+
+@dataclass(frozen=True)
+class CapturePoints:
+    idempotency_key: str
+    hold_id: int
+
+
+@dataclass(frozen=True)
+class ReleasePoints:
+    idempotency_key: str
+    hold_id: int
+
+
+Command = (
+    EnrollMember
+    | UpdateMember
+    | ForgetMember
+    | RecordPurchase
+    | RecordAction
+    | RefundPurchase
+    | AdjustPoints
+    | RedeemReward
+    | UseRedemption
+    | CancelRedemption
+    | HoldPoints
+    | CapturePoints
+    | ReleasePoints
+)
+
+
+@dataclass(frozen=True)
+class UpsertReward:
+    id: str
+    name: str
+    cost: int
+    min_tier: str | None = None
+    stock: int | None = None
+    per_member_limit: int | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A business error as the caller sees it: a stable code, a message, the input field."""
+
+    code: str
+    message: str
+    field: list[str] | None = None
+
+    @classmethod
+    def of(cls, error: LedgerError) -> Problem:
+        return cls(error.code, error.message, error.field)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command changed, by id, or the problem that refused it."""
+
+    member_id: int | None = None
+    entry_id: int | None = None
+    redemption_id: int | None = None
+    hold_id: int | None = None
+    problem: Problem | None = None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("replayed")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        problem = data.get("problem")
+        return cls(
+            member_id=data.get("member_id"),
+            entry_id=data.get("entry_id"),
+            redemption_id=data.get("redemption_id"),
+            hold_id=data.get("hold_id"),
+            problem=Problem(**problem) if problem else None,
+            replayed=True,
+        )
+
+
+def fingerprint(command: Command) -> str:
+    """A stable hash of the command's type and every input value."""
+    payload = {"type": type(command).__name__, "input": dataclasses.asdict(command)}
+    text = json.dumps(payload, sort_keys=True, default=_plain, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")

@@ -1,0 +1,147 @@
+"""Scheduled work, run as of a given instant: safe to repeat, safe to run late.
+
+Dates come from the entries themselves (`occurredAt`), never from when the job ran, so a
+job that runs a week late activates and expires exactly what it would have on time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from ledger import book, outbox, repository, rules
+from ledger.book import Context
+from ledger.models import Entry, EntryKind, EntryStatus, HoldStatus, IdempotencyRecord, LotStatus
+from ledger.rewards import release_hold
+
+IDEMPOTENCY_RETENTION = timedelta(days=30)
+
+
+@dataclass
+class JobReport:
+    activated: int = 0
+    expired: int = 0
+    expired_points: int = 0
+    holds_released: int = 0
+    birthdays: int = 0
+    tier_changes: int = 0
+    keys_purged: int = 0
+
+
+async def run_jobs(ctx: Context) -> JobReport:
+    """Everything due as of `ctx.now`, in an order that respects the dates: points become
+    available before they can expire; holds come back before anything expires."""
+    report = JobReport()
+    await _activate_pending(ctx, report)
+    await _release_stale_holds(ctx, report)
+    await _expire_lots(ctx, report)
+    await _birthday_bonuses(ctx, report)
+    await _reevaluate_tiers(ctx, report)
+    await _purge_idempotency_keys(ctx, report)
+    return report
+
+
+async def _activate_pending(ctx: Context, report: JobReport) -> None:
+    for lot in await repository.due_lots(ctx.session, ctx.program_id, ctx.now):
+        account = (await book.lock(ctx, lot.member_id))[lot.member_id]
+        points = lot.remaining
+        await book.activate(ctx, account, lot)
+        outbox.record(
+            ctx.session,
+            ctx.program_id,
+            "points.activated",
+            account,
+            ctx.now,
+            {"lotId": str(lot.id), "points": points, "transactionId": str(lot.entry_id)},
+        )
+        await book.evaluate_tier(ctx, account)
+        report.activated += 1
+
+
+async def _release_stale_holds(ctx: Context, report: JobReport) -> None:
+    for held in await repository.stale_holds(ctx.session, ctx.program_id, ctx.now):
+        await release_hold(ctx, held, HoldStatus.EXPIRED)
+        report.holds_released += 1
+
+
+async def _expire_lots(ctx: Context, report: JobReport) -> None:
+    """Remove what is left of each lot past its expiry: only unspent points."""
+    for lot in await repository.expired_lots(ctx.session, ctx.program_id, ctx.now):
+        assert lot.expires_at is not None
+        lot.status = LotStatus.EXPIRED
+        if not lot.remaining:
+            continue
+        account = (await book.lock(ctx, lot.member_id))[lot.member_id]
+        points = lot.remaining
+        lot.remaining = 0
+        account.available -= points
+        account.updated_at = ctx.now
+        entry = await book.add_entry(
+            ctx,
+            account,
+            EntryKind.EXPIRE,
+            -points,
+            "expiry",
+            occurred_at=lot.expires_at,
+            reason="Points expired",
+            details={"lotId": lot.id},
+        )
+        if lot.entry_id is not None:
+            credited = await ctx.session.get(Entry, lot.entry_id)
+            if credited is not None:
+                credited.status = EntryStatus.EXPIRED
+        outbox.record_entry(ctx.session, entry, account, ctx.now)
+        report.expired += 1
+        report.expired_points += points
+
+
+async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
+    points = ctx.program.bonuses.birthday
+    if not points:
+        return
+    today = ctx.now.astimezone(ctx.program.zone).date()
+    for member in await repository.birthday_candidates(ctx.session, ctx.program_id, today.year):
+        assert member.birthday is not None
+        if not rules.birthday_due(member.birthday, today):
+            continue
+        if member.enrolled_at.astimezone(ctx.program.zone).date() > rules.birthday_in(
+            member.birthday, today.year
+        ):
+            continue  # enrolled after this year's birthday: the next one counts
+        account = (await book.lock(ctx, member.id))[member.id]
+        member.last_birthday_year = today.year
+        entry, _ = await book.credit(
+            ctx,
+            account,
+            EntryKind.BONUS,
+            points,
+            "birthday",
+            reason="Birthday bonus",
+            dedupe_key=f"birthday:{member.id}:{today.year}",
+        )
+        outbox.record_entry(ctx.session, entry, account, ctx.now)
+        report.birthdays += 1
+
+
+async def _reevaluate_tiers(ctx: Context, report: JobReport) -> None:
+    values = await book.qualifying_value(ctx, None)
+    for candidate in await repository.program_accounts(ctx.session, ctx.program_id):
+        value = values.get(candidate.member_id, 0)
+        target = rules.tier_for(ctx.program.tiers, value).name
+        if target == candidate.tier:
+            continue
+        account = (await book.lock(ctx, candidate.member_id))[candidate.member_id]
+        book.set_tier(ctx, account, value, allow_downgrade=True)
+        report.tier_changes += 1
+
+
+async def _purge_idempotency_keys(ctx: Context, report: JobReport) -> None:
+    result = await ctx.session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.program_id == ctx.program_id,
+            IdempotencyRecord.created_at < ctx.now - IDEMPOTENCY_RETENTION,
+        )
+    )
+    report.keys_purged = int(result.rowcount)  # type: ignore[attr-defined]

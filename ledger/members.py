@@ -1,0 +1,251 @@
+"""Enrolment, profile changes, erasure and export of members."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ledger import book, outbox, repository, rules
+from ledger.book import Context
+from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember
+from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
+from ledger.models import Account, Entry, EntryKind, Hold, Member, Order, Redemption
+
+REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+MAX_TEXT = {"customerId": 255, "email": 320, "name": 200}
+
+
+def _check_text(value: str | None, field: str, *, required: bool = False) -> None:
+    if value is None:
+        if required:
+            raise InvalidInput(f"{field} is required", [field])
+        return
+    if not value.strip() or len(value) > MAX_TEXT[field]:
+        raise InvalidInput(f"{field} must have 1 to {MAX_TEXT[field]} characters", [field])
+    if field == "email" and "@" not in value:
+        raise InvalidInput("email is not an email address", [field])
+
+
+def _check_birthday(birthday: date | None, ctx: Context) -> None:
+    if birthday is not None and not date(1900, 1, 1) <= birthday <= ctx.now.date():
+        raise InvalidInput("birthday must be a past date after 1900", ["birthday"])
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(10))
+
+
+async def enroll(ctx: Context, command: EnrollMember) -> Outcome:
+    _check_text(command.customer_id, "customerId", required=True)
+    _check_text(command.email, "email")
+    _check_text(command.name, "name")
+    _check_birthday(command.birthday, ctx)
+    existing = await repository.member_by_customer_id(
+        ctx.session, ctx.program_id, command.customer_id
+    )
+    if existing is not None:
+        raise AlreadyEnrolled(
+            f"customer {command.customer_id!r} is already a member", ["customerId"]
+        )
+    referrer = None
+    if command.referral_code is not None:
+        referrer = await _referrer(ctx, command)
+    member = await enroll_member(
+        ctx,
+        customer_id=command.customer_id,
+        email=command.email,
+        name=command.name,
+        birthday=command.birthday,
+        referred_by=referrer,
+    )
+    return Outcome(member_id=member.id)
+
+
+async def _referrer(ctx: Context, command: EnrollMember) -> Member:
+    assert command.referral_code is not None
+    referrer = await repository.member_by_referral_code(
+        ctx.session, ctx.program_id, command.referral_code
+    )
+    if referrer is None:
+        raise UnknownMember("no member has this referral code", ["referralCode"])
+    same_email = (
+        command.email is not None
+        and referrer.email is not None
+        and command.email.casefold() == referrer.email.casefold()
+    )
+    if same_email or referrer.customer_id == command.customer_id:
+        raise InvalidState("a member cannot refer themselves", ["referralCode"])
+    await book.lock(ctx, referrer.id)  # serializes the monthly count below
+    since = rules.month_start(ctx.now, ctx.program)
+    cap = ctx.program.bonuses.max_referrals_per_month
+    if await repository.referrals_since(ctx.session, referrer.id, since) >= cap:
+        raise LimitReached("this referral code reached its monthly limit", ["referralCode"])
+    return referrer
+
+
+async def enroll_member(
+    ctx: Context,
+    *,
+    customer_id: str,
+    email: str | None = None,
+    name: str | None = None,
+    birthday: date | None = None,
+    referred_by: Member | None = None,
+) -> Member:
+    """Create the member and its account, then credit the signup bonus."""
+    member = Member(
+        program_id=ctx.program_id,
+        customer_id=customer_id,
+        email=email,
+        name=name,
+        birthday=birthday,
+        referral_code=new_referral_code(),
+        referred_by_id=referred_by.id if referred_by else None,
+        enrolled_at=ctx.now,
+    )
+    try:
+        async with ctx.session.begin_nested():
+            ctx.session.add(member)
+            await ctx.session.flush()
+    except IntegrityError:
+        raise AlreadyEnrolled(
+            f"customer {customer_id!r} is already a member", ["customerId"]
+        ) from None
+    account = Account(
+        member_id=member.id,
+        program_id=ctx.program_id,
+        available=0,
+        pending=0,
+        held=0,
+        lifetime_earned=0,
+        tier=ctx.program.tiers[0].name,
+        updated_at=ctx.now,
+    )
+    ctx.session.add(account)
+    await ctx.session.flush()
+    outbox.record(
+        ctx.session,
+        ctx.program_id,
+        "member.enrolled",
+        account,
+        ctx.now,
+        {"customerId": customer_id, "referredBy": str(referred_by.id) if referred_by else None},
+    )
+    signup = ctx.program.bonuses.signup
+    if signup:
+        entry, _ = await book.credit(
+            ctx,
+            account,
+            EntryKind.BONUS,
+            signup,
+            "signup",
+            reason="Signup bonus",
+            dedupe_key=f"signup:{member.id}",
+        )
+        outbox.record_entry(ctx.session, entry, account, ctx.now)
+    return member
+
+
+async def update(ctx: Context, command: UpdateMember) -> Outcome:
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    _check_text(command.email, "email")
+    _check_text(command.name, "name")
+    _check_birthday(command.birthday, ctx)
+    if command.email is not None:
+        member.email = command.email
+    if command.name is not None:
+        member.name = command.name
+    if command.birthday is not None:
+        member.birthday = command.birthday
+    (account,) = (await book.lock(ctx, member.id)).values()
+    outbox.record(ctx.session, ctx.program_id, "member.updated", account, ctx.now, {})
+    return Outcome(member_id=member.id)
+
+
+async def forget(ctx: Context, command: ForgetMember) -> Outcome:
+    """Erase the member's personal data; the ledger stays, keyed by an anonymous id."""
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    member.customer_id = f"forgotten-{member.id}"
+    member.email = None
+    member.name = None
+    member.birthday = None
+    member.forgotten_at = ctx.now
+    (account,) = (await book.lock(ctx, member.id)).values()
+    outbox.record(ctx.session, ctx.program_id, "member.forgotten", account, ctx.now, {})
+    return Outcome(member_id=member.id)
+
+
+async def export(ctx: Context, member_id: int | None, customer_id: str | None) -> dict[str, Any]:
+    """Everything the ledger holds about a member, as plain JSON (a GDPR export)."""
+    member = await book.find_member(ctx, member_id, customer_id)
+    account = await repository.account(ctx.session, member.id)
+    assert account is not None
+    session = ctx.session
+    entries = await session.scalars(
+        select(Entry).where(Entry.member_id == member.id).order_by(Entry.id)
+    )
+    redemptions = await session.scalars(
+        select(Redemption).where(Redemption.member_id == member.id).order_by(Redemption.id)
+    )
+    holds = await session.scalars(select(Hold).where(Hold.member_id == member.id).order_by(Hold.id))
+    orders = await session.scalars(
+        select(Order).where(Order.member_id == member.id).order_by(Order.id)
+    )
+    return {
+        "member": {
+            "id": str(member.id),
+            "customerId": member.customer_id,
+            "email": member.email,
+            "name": member.name,
+            "birthday": member.birthday.isoformat() if member.birthday else None,
+            "enrolledAt": member.enrolled_at.isoformat(),
+            "referralCode": member.referral_code,
+        },
+        "points": outbox.balances(account),
+        "transactions": [
+            {
+                "id": str(entry.id),
+                "kind": entry.kind,
+                "points": entry.points,
+                "status": entry.status,
+                "orderId": entry.order_id,
+                "reason": entry.reason,
+                "occurredAt": entry.occurred_at.isoformat(),
+            }
+            for entry in entries
+        ],
+        "orders": [
+            {
+                "orderId": order.order_id,
+                "occurredAt": order.occurred_at.isoformat(),
+                "currency": order.currency,
+                "points": order.points,
+                "reversed": order.reversed,
+            }
+            for order in orders
+        ],
+        "redemptions": [
+            {
+                "id": str(item.id),
+                "rewardId": item.reward_id,
+                "points": item.points,
+                "status": item.status,
+                "createdAt": item.created_at.isoformat(),
+            }
+            for item in redemptions
+        ],
+        "holds": [
+            {
+                "id": str(item.id),
+                "orderId": item.order_id,
+                "points": item.points,
+                "status": item.status,
+                "createdAt": item.created_at.isoformat(),
+            }
+            for item in holds
+        ],
+    }

@@ -1,0 +1,92 @@
+"""Domain events, written as outbox rows in the transaction of the change they report.
+
+Each event carries the member's balances after the change, so subscribers and webhook
+receivers never need to read the database back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.models import Account, Entry, EntryKind, OutboxEvent
+
+ENTRY_EVENTS = {
+    EntryKind.EARN: "points.earned",
+    EntryKind.BONUS: "points.earned",
+    EntryKind.REDEEM: "points.redeemed",
+    EntryKind.CANCEL: "points.returned",
+    EntryKind.REFUND: "points.refunded",
+    EntryKind.ADJUST: "points.adjusted",
+    EntryKind.EXPIRE: "points.expired",
+}
+
+
+def balances(account: Account) -> dict[str, Any]:
+    return {
+        "memberId": str(account.member_id),
+        "available": account.available,
+        "pending": account.pending,
+        "held": account.held,
+        "lifetimeEarned": account.lifetime_earned,
+        "tier": account.tier,
+    }
+
+
+def record_entry(
+    session: AsyncSession,
+    entry: Entry,
+    account: Account,
+    now: datetime,
+    *,
+    type_: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The one event of a ledger entry (`points.earned`, `points.redeemed`, ...)."""
+    payload = {
+        **balances(account),
+        "transactionId": str(entry.id),
+        "kind": entry.kind.value,
+        "delta": entry.points,
+        "status": entry.status.value,
+        "orderId": entry.order_id,
+        "reason": entry.reason,
+        "occurredAt": entry.occurred_at.isoformat(),
+        **(extra or {}),
+    }
+    session.add(
+        OutboxEvent(
+            program_id=entry.program_id,
+            type=type_ or ENTRY_EVENTS[entry.kind],
+            member_id=entry.member_id,
+            entry_id=entry.id,
+            payload=payload,
+            occurred_at=entry.occurred_at,
+            created_at=now,
+        )
+    )
+
+
+def record(
+    session: AsyncSession,
+    program_id: str,
+    type_: str,
+    account: Account,
+    now: datetime,
+    data: dict[str, Any],
+    *,
+    member_id: int | None = None,
+) -> None:
+    """An event that is not a ledger entry: enrolment, tier change, hold, activation."""
+    session.add(
+        OutboxEvent(
+            program_id=program_id,
+            type=type_,
+            member_id=member_id if member_id is not None else account.member_id,
+            payload={**balances(account), **data, "occurredAt": now.isoformat()},
+            occurred_at=now,
+            created_at=now,
+        )
+    )

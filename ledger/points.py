@@ -1,0 +1,310 @@
+"""Points in: purchases, actions, adjustments; and points back out on refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy.exc import IntegrityError
+
+from ledger import book, outbox, repository, rules
+from ledger.book import Context
+from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
+from ledger.errors import (
+    CurrencyMismatch,
+    DuplicateOrder,
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidInput,
+    LimitReached,
+    UnknownAction,
+    UnknownMember,
+    UnknownOrder,
+)
+from ledger.members import enroll_member
+from ledger.models import Account, Entry, EntryKind, EntryStatus, LotStatus, Member, Order
+from ledger.rules import PricedLine
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_REFERENCE = 255
+
+
+def _occurred(ctx: Context, occurred_at: datetime | None) -> datetime:
+    if occurred_at is None:
+        return ctx.now
+    if occurred_at.tzinfo is None:
+        raise InvalidInput("occurredAt needs a UTC offset", ["occurredAt"])
+    if occurred_at > ctx.now + MAX_CLOCK_SKEW:
+        raise InvalidInput("occurredAt lies in the future", ["occurredAt"])
+    if occurred_at.year < 2000:
+        raise InvalidInput("occurredAt is before 2000", ["occurredAt"])
+    return occurred_at
+
+
+def _check_id(value: str, field: str) -> None:
+    if not value.strip() or len(value) > MAX_REFERENCE:
+        raise InvalidInput(f"{field} must have 1 to {MAX_REFERENCE} characters", [field])
+
+
+async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
+    _check_id(command.order_id, "orderId")
+    if command.currency != ctx.program.currency:
+        raise CurrencyMismatch(
+            f"this program counts in {ctx.program.currency}, not {command.currency}", ["currency"]
+        )
+    problems = rules.line_problems(command.lines)
+    if problems:
+        field, reason = problems[0]
+        raise InvalidAmount(f"{'.'.join(field)}: {reason}", field)
+    occurred = _occurred(ctx, command.occurred_at)
+    if await repository.order_by_order_id(ctx.session, ctx.program_id, command.order_id):
+        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
+    member = await _purchaser(ctx, command)
+    first_purchase = not await repository.has_orders(ctx.session, member.id)
+    referrer_id = member.referred_by_id if first_purchase else None
+    accounts = await book.lock(ctx, member.id, *([referrer_id] if referrer_id else []))
+    account = accounts[member.id]
+
+    priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
+    tier = ctx.program.tier(account.tier)
+    points = rules.purchase_points(
+        priced, ctx.program.earning.points_per_unit, tier.earn_multiplier
+    )
+    pending_until = rules.available_at(occurred, ctx.program.pending_days)
+    entry, lot = await book.credit(
+        ctx,
+        account,
+        EntryKind.EARN,
+        points,
+        "purchase",
+        occurred_at=occurred,
+        pending_until=pending_until,
+        order_id=command.order_id,
+        reason=f"Purchase {command.order_id}",
+    )
+    eligible = rules.eligible_total(priced)
+    order = Order(
+        program_id=ctx.program_id,
+        order_id=command.order_id,
+        member_id=member.id,
+        currency=command.currency,
+        channel=command.channel.value,
+        occurred_at=occurred,
+        points=points,
+        reversed=0,
+        eligible=Decimal(eligible.numerator) / Decimal(eligible.denominator),
+        refunded_eligible=Decimal(0),
+        refunded_amount=Decimal(0),
+        net_spend_cents=int(eligible * 100),
+        lines=[_line_json(line) for line in priced],
+        refunded_quantities=[0] * len(priced),
+        lot_id=lot.id,
+    )
+    try:
+        async with ctx.session.begin_nested():
+            ctx.session.add(order)
+            await ctx.session.flush()
+    except IntegrityError:
+        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"]) from None
+    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    if lot.status == LotStatus.AVAILABLE:
+        await book.evaluate_tier(ctx, account)
+    if referrer_id is not None:
+        await _referral_bonuses(ctx, member, accounts, referrer_id)
+    return Outcome(member_id=member.id, entry_id=entry.id)
+
+
+async def _purchaser(ctx: Context, command: RecordPurchase) -> Member:
+    ref = command.member
+    try:
+        return await book.find_member(ctx, ref.id, ref.customer_id)
+    except UnknownMember:
+        if ref.customer_id is None or not ctx.program.auto_enroll:
+            raise
+    _check_id(ref.customer_id, "member.customerId")
+    return await enroll_member(ctx, customer_id=ref.customer_id)
+
+
+async def _referral_bonuses(
+    ctx: Context, member: Member, accounts: dict[int, Account], referrer_id: int
+) -> None:
+    bonuses = ctx.program.bonuses
+    pairs = ((member.id, bonuses.referee, "referee"), (referrer_id, bonuses.referrer, "referrer"))
+    for member_id, points, source in pairs:
+        if not points or member_id not in accounts:
+            continue
+        account = accounts[member_id]
+        entry, _ = await book.credit(
+            ctx,
+            account,
+            EntryKind.BONUS,
+            points,
+            source,
+            reason=f"Referral bonus ({source})",
+            dedupe_key=f"{source}:{member.id}",
+        )
+        outbox.record_entry(ctx.session, entry, account, ctx.now)
+
+
+def _line_json(line: PricedLine) -> dict[str, object]:
+    return {
+        "sku": line.sku,
+        "category": line.category,
+        "quantity": line.quantity,
+        "amount": str(line.amount),
+        "factor": str(line.factor),
+    }
+
+
+def _priced(order: Order) -> list[PricedLine]:
+    return [
+        PricedLine(
+            sku=line["sku"],
+            category=line["category"],
+            quantity=int(line["quantity"]),
+            amount=Decimal(str(line["amount"])),
+            factor=Decimal(str(line["factor"])),
+        )
+        for line in order.lines
+    ]
+
+
+async def record_action(ctx: Context, command: RecordAction) -> Outcome:
+    action = ctx.program.action(command.type)
+    if action is None:
+        raise UnknownAction(f"this program has no action {command.type!r}", ["type"])
+    if command.reference is not None:
+        _check_id(command.reference, "reference")
+    occurred = _occurred(ctx, command.occurred_at)
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    account = (await book.lock(ctx, member.id))[member.id]
+    source = f"action:{action.type}"
+    dedupe_key = None
+    if command.reference is not None:
+        dedupe_key = f"{source}:{member.id}:{command.reference}"
+        if await repository.entry_by_dedupe_key(ctx.session, ctx.program_id, dedupe_key):
+            raise LimitReached("this action was already rewarded", ["reference"])
+    if action.per_member is not None:
+        done = await repository.count_action_entries(ctx.session, member.id, source)
+        if done >= action.per_member:
+            raise LimitReached(f"at most {action.per_member} per member", ["type"])
+    if action.per_day is not None:
+        day = rules.day_start(occurred, ctx.program)
+        done = await repository.count_action_entries(ctx.session, member.id, source, day)
+        if done >= action.per_day:
+            raise LimitReached(f"at most {action.per_day} per day", ["type"])
+    entry, _ = await book.credit(
+        ctx,
+        account,
+        EntryKind.BONUS,
+        action.points,
+        source,
+        occurred_at=occurred,
+        reason=source,
+        dedupe_key=dedupe_key,
+    )
+    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    return Outcome(member_id=member.id, entry_id=entry.id)
+
+
+async def refund(ctx: Context, command: RefundPurchase) -> Outcome:
+    """Reverse the order's points in proportion to what is refunded (DESIGN §3)."""
+    if (command.amount is None) == (command.lines is None):
+        raise InvalidInput("give exactly one of amount and lines", ["amount"])
+    order = await repository.order_by_order_id(
+        ctx.session, ctx.program_id, command.order_id, lock=True
+    )
+    if order is None:
+        raise UnknownOrder(f"no order {command.order_id!r} in this program", ["orderId"])
+    priced = _priced(order)
+    refunded = list(order.refunded_quantities)
+    refunded_amount = order.refunded_amount
+    if command.lines is not None:
+        if not command.lines:
+            raise InvalidAmount("a refund needs at least one line", ["lines"])
+        try:
+            refunded = rules.allocate_line_refund(priced, refunded, command.lines)
+        except rules.RefundLineError as exc:
+            raise InvalidAmount(exc.reason, ["lines", str(exc.index), exc.field]) from None
+    else:
+        assert command.amount is not None
+        problem = rules.money_problem(
+            command.amount, allow_zero=False, maximum=rules.MAX_UNIT_PRICE
+        )
+        if problem:
+            raise InvalidAmount(f"amount {problem}", ["amount"])
+        refunded_amount += command.amount
+    refunded_eligible = rules.refunded_eligible(priced, refunded) + Fraction(refunded_amount)
+    if refunded_eligible > rules.eligible_total(priced):
+        raise InvalidAmount("more than remains refundable on the order", ["amount"])
+
+    weight = rules.refund_weight(priced, refunded, refunded_amount)
+    due_total = rules.total_reversal(order.points, weight, rules.weighted_total(priced))
+    due = due_total - order.reversed
+    account = (await book.lock(ctx, order.member_id))[order.member_id]
+    lot = await repository.lot(ctx.session, order.lot_id)
+    assert lot is not None
+    if lot.status == LotStatus.PENDING:
+        taken = due
+        lot.remaining -= taken
+        account.pending -= taken
+        status = EntryStatus.PENDING
+    else:
+        taken = min(due, max(account.available, 0))
+        await book.debit(ctx, account, taken, first=lot)
+        account.lifetime_earned -= taken
+        status = EntryStatus.AVAILABLE
+    entry = await book.add_entry(
+        ctx,
+        account,
+        EntryKind.REFUND,
+        -taken,
+        "refund",
+        status=status,
+        order_id=order.order_id,
+        reason=f"Refund of {order.order_id}",
+        lot_id=lot.id,
+        details={"due": due, "unrecovered": due - taken},
+    )
+    order.reversed = due_total
+    order.refunded_quantities = refunded
+    order.refunded_amount = refunded_amount
+    order.refunded_eligible = Decimal(refunded_eligible.numerator) / Decimal(
+        refunded_eligible.denominator
+    )
+    order.net_spend_cents = int((rules.eligible_total(priced) - refunded_eligible) * 100)
+    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    return Outcome(member_id=order.member_id, entry_id=entry.id)
+
+
+async def adjust(ctx: Context, command: AdjustPoints) -> Outcome:
+    if command.points == 0 or abs(command.points) > rules.MAX_POINTS:
+        raise InvalidAmount(f"points must be non-zero and at most {rules.MAX_POINTS}", ["points"])
+    if not command.reason.strip() or len(command.reason) > 500:
+        raise InvalidInput("a reason of 1 to 500 characters is required", ["reason"])
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    account = (await book.lock(ctx, member.id))[member.id]
+    entry: Entry
+    if command.points > 0:
+        entry, _ = await book.credit(
+            ctx,
+            account,
+            EntryKind.ADJUST,
+            command.points,
+            "adjust",
+            reason=command.reason,
+            counts_as_earned=False,
+        )
+    else:
+        points = -command.points
+        if account.available < points and not command.allow_negative_balance:
+            raise InsufficientPoints(
+                f"{account.available} points available, {points} asked", ["points"]
+            )
+        await book.debit(ctx, account, points, allow_negative=command.allow_negative_balance)
+        entry = await book.add_entry(
+            ctx, account, EntryKind.ADJUST, command.points, "adjust", reason=command.reason
+        )
+    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    return Outcome(member_id=member.id, entry_id=entry.id)

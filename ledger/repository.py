@@ -1,0 +1,326 @@
+"""Every SQL statement of the ledger. Functions take the session and return rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.models import (
+    Account,
+    Entry,
+    EntryKind,
+    EntryStatus,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    Lot,
+    LotStatus,
+    Member,
+    Order,
+    Redemption,
+    RedemptionStatus,
+    Reward,
+)
+
+
+async def member_by_id(session: AsyncSession, program_id: str, member_id: int) -> Member | None:
+    return await session.scalar(
+        select(Member).where(
+            Member.program_id == program_id,
+            Member.id == member_id,
+            Member.forgotten_at.is_(None),
+        )
+    )
+
+
+async def member_by_customer_id(
+    session: AsyncSession, program_id: str, customer_id: str
+) -> Member | None:
+    return await session.scalar(
+        select(Member).where(
+            Member.program_id == program_id,
+            Member.customer_id == customer_id,
+            Member.forgotten_at.is_(None),
+        )
+    )
+
+
+async def member_by_referral_code(
+    session: AsyncSession, program_id: str, code: str
+) -> Member | None:
+    return await session.scalar(
+        select(Member).where(
+            Member.program_id == program_id,
+            Member.referral_code == code,
+            Member.forgotten_at.is_(None),
+        )
+    )
+
+
+async def lock_accounts(session: AsyncSession, member_ids: Sequence[int]) -> list[Account]:
+    """Lock the accounts of `member_ids` in primary-key order, and return them in that order.
+
+    A row lock on PostgreSQL; on SQLite the write transaction (BEGIN IMMEDIATE) already
+    holds the database lock.
+    """
+    ordered = sorted(set(member_ids))
+    rows = await session.scalars(
+        select(Account)
+        .where(Account.member_id.in_(ordered))
+        .order_by(Account.member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def account(session: AsyncSession, member_id: int) -> Account | None:
+    return await session.get(Account, member_id)
+
+
+async def referrals_since(session: AsyncSession, referrer_id: int, since: datetime) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Member)
+        .where(Member.referred_by_id == referrer_id, Member.enrolled_at >= since)
+    )
+    return int(count or 0)
+
+
+async def order_by_order_id(
+    session: AsyncSession, program_id: str, order_id: str, *, lock: bool = False
+) -> Order | None:
+    query = select(Order).where(Order.program_id == program_id, Order.order_id == order_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return await session.scalar(query)
+
+
+async def has_orders(session: AsyncSession, member_id: int) -> bool:
+    found = await session.scalar(select(Order.id).where(Order.member_id == member_id).limit(1))
+    return found is not None
+
+
+async def lot(session: AsyncSession, lot_id: int) -> Lot | None:
+    return await session.get(Lot, lot_id)
+
+
+async def spendable_lots(session: AsyncSession, member_id: int) -> list[Lot]:
+    """Available lots with points left, the first to expire first (never-expiring last)."""
+    rows = await session.scalars(
+        select(Lot)
+        .where(
+            Lot.member_id == member_id,
+            Lot.status == LotStatus.AVAILABLE,
+            Lot.remaining > 0,
+        )
+        .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+    )
+    return list(rows)
+
+
+async def lots_by_ids(session: AsyncSession, lot_ids: Sequence[int]) -> dict[int, Lot]:
+    rows = await session.scalars(select(Lot).where(Lot.id.in_(lot_ids)))
+    return {row.id: row for row in rows}
+
+
+async def count_action_entries(
+    session: AsyncSession, member_id: int, source: str, since: datetime | None = None
+) -> int:
+    query = (
+        select(func.count())
+        .select_from(Entry)
+        .where(Entry.member_id == member_id, Entry.kind == EntryKind.BONUS)
+        .where(Entry.source == source)
+    )
+    if since is not None:
+        query = query.where(Entry.occurred_at >= since)
+    return int(await session.scalar(query) or 0)
+
+
+async def entry_by_dedupe_key(session: AsyncSession, program_id: str, key: str) -> Entry | None:
+    return await session.scalar(
+        select(Entry).where(Entry.program_id == program_id, Entry.dedupe_key == key)
+    )
+
+
+async def mark_lot_entries(session: AsyncSession, lot_id: int, status: EntryStatus) -> None:
+    """Move the pending entries of a lot (its earn and any refund of it) to `status`."""
+    await session.execute(
+        update(Entry)
+        .where(Entry.lot_id == lot_id, Entry.status == EntryStatus.PENDING)
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def reward(session: AsyncSession, program_id: str, reward_id: str) -> Reward | None:
+    return await session.get(Reward, (program_id, reward_id))
+
+
+async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
+    """Take one unit of a stocked reward; False when none is left. Atomic."""
+    result = await session.execute(
+        update(Reward)
+        .where(Reward.program_id == program_id, Reward.id == reward_id, Reward.stock > 0)
+        .values(stock=Reward.stock - 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def return_stock(session: AsyncSession, program_id: str, reward_id: str) -> None:
+    await session.execute(
+        update(Reward)
+        .where(Reward.program_id == program_id, Reward.id == reward_id, Reward.stock.is_not(None))
+        .values(stock=Reward.stock + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def active_redemptions(session: AsyncSession, member_id: int, reward_id: str) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Redemption)
+        .where(
+            Redemption.member_id == member_id,
+            Redemption.reward_id == reward_id,
+            Redemption.status != RedemptionStatus.CANCELLED,
+        )
+    )
+    return int(count or 0)
+
+
+async def redemption(
+    session: AsyncSession, program_id: str, *, redemption_id: int | None = None, code: str = ""
+) -> Redemption | None:
+    query = select(Redemption).where(Redemption.program_id == program_id)
+    if redemption_id is not None:
+        query = query.where(Redemption.id == redemption_id)
+    else:
+        query = query.where(Redemption.code == code)
+    return await session.scalar(query.with_for_update().execution_options(populate_existing=True))
+
+
+async def hold(session: AsyncSession, program_id: str, hold_id: int) -> Hold | None:
+    return await session.scalar(
+        select(Hold)
+        .where(Hold.program_id == program_id, Hold.id == hold_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def idempotency_record(
+    session: AsyncSession, program_id: str, client_id: str, key: str
+) -> IdempotencyRecord | None:
+    return await session.scalar(
+        select(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.program_id == program_id,
+            IdempotencyRecord.client_id == client_id,
+            IdempotencyRecord.key == key,
+        )
+        .execution_options(populate_existing=True)
+    )
+
+
+async def qualifying_points(
+    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
+) -> dict[int, int]:
+    """EARN points net of refunds of available orders since `since`, per member."""
+    return await _order_sums(
+        session, program_id, since, member_ids, func.sum(Order.points - Order.reversed)
+    )
+
+
+async def qualifying_spend_cents(
+    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
+) -> dict[int, int]:
+    """Eligible spend net of refunds (in cents) of available orders since `since`, per member."""
+    return await _order_sums(
+        session, program_id, since, member_ids, func.sum(Order.net_spend_cents)
+    )
+
+
+async def _order_sums(
+    session: AsyncSession,
+    program_id: str,
+    since: datetime | None,
+    member_ids: Sequence[int] | None,
+    total: ColumnElement[Any],
+) -> dict[int, int]:
+    query = (
+        select(Order.member_id, total)
+        .join(Lot, Lot.id == Order.lot_id)
+        .where(Order.program_id == program_id, Lot.status != LotStatus.PENDING)
+        .group_by(Order.member_id)
+    )
+    if since is not None:
+        query = query.where(Order.occurred_at >= since)
+    if member_ids is not None:
+        query = query.where(Order.member_id.in_(member_ids))
+    rows = await session.execute(query)
+    return {member_id: int(value or 0) for member_id, value in rows.tuples()}
+
+
+async def due_lots(session: AsyncSession, program_id: str, now: datetime) -> list[Lot]:
+    rows = await session.scalars(
+        select(Lot)
+        .where(
+            Lot.program_id == program_id,
+            Lot.status == LotStatus.PENDING,
+            Lot.available_at <= now,
+        )
+        .order_by(Lot.member_id, Lot.id)
+    )
+    return list(rows)
+
+
+async def expired_lots(session: AsyncSession, program_id: str, now: datetime) -> list[Lot]:
+    rows = await session.scalars(
+        select(Lot)
+        .where(
+            Lot.program_id == program_id,
+            Lot.status == LotStatus.AVAILABLE,
+            Lot.expires_at <= now,
+        )
+        .order_by(Lot.member_id, Lot.expires_at, Lot.id)
+    )
+    return list(rows)
+
+
+async def stale_holds(session: AsyncSession, program_id: str, now: datetime) -> list[Hold]:
+    rows = await session.scalars(
+        select(Hold)
+        .where(
+            Hold.program_id == program_id,
+            Hold.status == HoldStatus.HELD,
+            Hold.expires_at <= now,
+        )
+        .order_by(Hold.member_id, Hold.id)
+    )
+    return list(rows)
+
+
+async def birthday_candidates(session: AsyncSession, program_id: str, year: int) -> list[Member]:
+    rows = await session.scalars(
+        select(Member).where(
+            Member.program_id == program_id,
+            Member.forgotten_at.is_(None),
+            Member.birthday.is_not(None),
+            (Member.last_birthday_year.is_(None)) | (Member.last_birthday_year < year),
+        )
+    )
+    return list(rows)
+
+
+async def program_accounts(session: AsyncSession, program_id: str) -> list[Account]:
+    rows = await session.scalars(
+        select(Account).where(Account.program_id == program_id).order_by(Account.member_id)
+    )
+    return list(rows)

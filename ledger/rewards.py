@@ -1,0 +1,289 @@
+"""The rewards catalog, redemptions and checkout holds."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from ledger import book, outbox, repository, rules
+from ledger.book import Context
+from ledger.commands import (
+    CancelRedemption,
+    CapturePoints,
+    HoldPoints,
+    Outcome,
+    RedeemReward,
+    ReleasePoints,
+    UpsertReward,
+    UseRedemption,
+)
+from ledger.errors import (
+    InsufficientPoints,
+    InvalidAmount,
+    InvalidInput,
+    InvalidState,
+    LimitReached,
+    OutOfStock,
+    TierRequired,
+    UnknownHold,
+    UnknownRedemption,
+    UnknownReward,
+)
+from ledger.models import (
+    Account,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Redemption,
+    RedemptionStatus,
+    Reward,
+)
+from ledger.program import Program
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def redemption_code() -> str:
+    """16 symbols of a 32-letter alphabet: 80 random bits, grouped for reading aloud."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(16))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+async def seed_rewards(ctx: Context) -> None:
+    """Insert the program file's rewards that the catalog does not have yet."""
+    for seed in ctx.program.rewards:
+        if await repository.reward(ctx.session, ctx.program_id, seed.id) is None:
+            ctx.session.add(
+                Reward(
+                    program_id=ctx.program_id,
+                    id=seed.id,
+                    name=seed.name,
+                    cost=seed.cost,
+                    min_tier=seed.min_tier,
+                    stock=seed.stock,
+                    per_member_limit=seed.per_member_limit,
+                    active=True,
+                    created_at=ctx.now,
+                    updated_at=ctx.now,
+                )
+            )
+    await ctx.session.flush()
+
+
+def _check_reward(program: Program, command: UpsertReward) -> None:
+    if not command.id or len(command.id) > 63 or not command.id.replace("-", "").isalnum():
+        raise InvalidInput("id must be 1 to 63 letters, digits or dashes", ["id"])
+    if not command.name.strip() or len(command.name) > 200:
+        raise InvalidInput("name must have 1 to 200 characters", ["name"])
+    if not 0 < command.cost <= rules.MAX_POINTS:
+        raise InvalidAmount(f"cost must be between 1 and {rules.MAX_POINTS}", ["cost"])
+    if command.min_tier is not None and command.min_tier not in {t.name for t in program.tiers}:
+        raise InvalidInput(f"unknown tier {command.min_tier!r}", ["minTier"])
+    if command.stock is not None and not 0 <= command.stock <= rules.MAX_POINTS:
+        raise InvalidAmount("stock must not be negative", ["stock"])
+    if command.per_member_limit is not None and not 0 < command.per_member_limit <= 10**6:
+        raise InvalidAmount("perMemberLimit must be positive", ["perMemberLimit"])
+
+
+async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
+    _check_reward(ctx.program, command)
+    reward = await repository.reward(ctx.session, ctx.program_id, command.id)
+    if reward is None:
+        reward = Reward(program_id=ctx.program_id, id=command.id, created_at=ctx.now)
+        ctx.session.add(reward)
+    reward.name = command.name
+    reward.cost = command.cost
+    reward.min_tier = command.min_tier
+    reward.stock = command.stock
+    reward.per_member_limit = command.per_member_limit
+    reward.active = command.active
+    reward.updated_at = ctx.now
+    await ctx.session.flush()
+    return reward
+
+
+async def redeem(ctx: Context, command: RedeemReward) -> Outcome:
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    reward = await repository.reward(ctx.session, ctx.program_id, command.reward_id)
+    if reward is None or not reward.active:
+        raise UnknownReward(f"no reward {command.reward_id!r} in this program", ["rewardId"])
+    account = (await book.lock(ctx, member.id))[member.id]
+    tiers = ctx.program.tiers
+    if reward.min_tier is not None and rules.tier_rank(tiers, account.tier) < rules.tier_rank(
+        tiers, reward.min_tier
+    ):
+        raise TierRequired(f"{reward.name} needs tier {reward.min_tier}", ["rewardId"])
+    if reward.per_member_limit is not None:
+        taken = await repository.active_redemptions(ctx.session, member.id, reward.id)
+        if taken >= reward.per_member_limit:
+            raise LimitReached(f"at most {reward.per_member_limit} per member", ["rewardId"])
+    if account.available < reward.cost:
+        raise InsufficientPoints(
+            f"{reward.name} costs {reward.cost}; {account.available} available", ["rewardId"]
+        )
+    if reward.stock is not None and not await repository.take_stock(
+        ctx.session, ctx.program_id, reward.id
+    ):
+        raise OutOfStock(f"{reward.name} is out of stock", ["rewardId"])
+    allocations = await book.debit(ctx, account, reward.cost)
+    entry = await book.add_entry(
+        ctx, account, EntryKind.REDEEM, -reward.cost, "redemption", reason=f"Reward {reward.name}"
+    )
+    redemption = Redemption(
+        program_id=ctx.program_id,
+        member_id=member.id,
+        reward_id=reward.id,
+        points=reward.cost,
+        code=redemption_code(),
+        status=RedemptionStatus.ISSUED,
+        created_at=ctx.now,
+        entry_id=entry.id,
+        allocations=allocations,
+    )
+    ctx.session.add(redemption)
+    await ctx.session.flush()
+    outbox.record_entry(
+        ctx.session,
+        entry,
+        account,
+        ctx.now,
+        type_="reward.redeemed",
+        extra={"rewardId": reward.id, "redemptionId": str(redemption.id)},
+    )
+    return Outcome(member_id=member.id, entry_id=entry.id, redemption_id=redemption.id)
+
+
+async def use(ctx: Context, command: UseRedemption) -> Outcome:
+    redemption = await repository.redemption(ctx.session, ctx.program_id, code=command.code)
+    if redemption is None:
+        raise UnknownRedemption("no redemption has this code", ["code"])
+    if redemption.status != RedemptionStatus.ISSUED:
+        raise InvalidState(f"the redemption is {redemption.status.value}", ["code"])
+    redemption.status = RedemptionStatus.USED
+    redemption.used_at = ctx.now
+    redemption.used_order_id = command.order_id
+    account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
+    outbox.record(
+        ctx.session,
+        ctx.program_id,
+        "redemption.used",
+        account,
+        ctx.now,
+        {"redemptionId": str(redemption.id), "orderId": command.order_id},
+    )
+    return Outcome(member_id=redemption.member_id, redemption_id=redemption.id)
+
+
+async def cancel(ctx: Context, command: CancelRedemption) -> Outcome:
+    redemption = await repository.redemption(
+        ctx.session, ctx.program_id, redemption_id=command.redemption_id
+    )
+    if redemption is None:
+        raise UnknownRedemption("no such redemption", ["redemptionId"])
+    if redemption.status != RedemptionStatus.ISSUED:
+        raise InvalidState(f"the redemption is {redemption.status.value}", ["redemptionId"])
+    account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
+    await book.restore(ctx, account, redemption.allocations)
+    entry = await book.add_entry(
+        ctx,
+        account,
+        EntryKind.CANCEL,
+        redemption.points,
+        "redemption",
+        reason=f"Cancelled redemption {redemption.id}",
+    )
+    await repository.return_stock(ctx.session, ctx.program_id, redemption.reward_id)
+    redemption.status = RedemptionStatus.CANCELLED
+    redemption.cancelled_at = ctx.now
+    outbox.record_entry(
+        ctx.session, entry, account, ctx.now, extra={"redemptionId": str(redemption.id)}
+    )
+    return Outcome(member_id=redemption.member_id, entry_id=entry.id, redemption_id=redemption.id)
+
+
+async def hold(ctx: Context, command: HoldPoints) -> Outcome:
+    if not 0 < command.points <= rules.MAX_POINTS:
+        raise InvalidAmount(f"points must be between 1 and {rules.MAX_POINTS}", ["points"])
+    if not command.order_id.strip() or len(command.order_id) > 255:
+        raise InvalidInput("orderId must have 1 to 255 characters", ["orderId"])
+    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    account = (await book.lock(ctx, member.id))[member.id]
+    if account.available < command.points:
+        raise InsufficientPoints(
+            f"{account.available} points available, {command.points} asked", ["points"]
+        )
+    allocations = await book.debit(ctx, account, command.points)
+    account.held += command.points
+    held = Hold(
+        program_id=ctx.program_id,
+        member_id=member.id,
+        order_id=command.order_id,
+        points=command.points,
+        discount=rules.hold_discount(command.points, ctx.program.point_value),
+        status=HoldStatus.HELD,
+        created_at=ctx.now,
+        expires_at=ctx.now + timedelta(minutes=ctx.program.hold_minutes),
+        allocations=allocations,
+    )
+    ctx.session.add(held)
+    await ctx.session.flush()
+    _hold_event(ctx, "points.held", held, account)
+    return Outcome(member_id=member.id, hold_id=held.id)
+
+
+def _hold_event(ctx: Context, type_: str, held: Hold, account: Account) -> None:
+    outbox.record(
+        ctx.session,
+        ctx.program_id,
+        type_,
+        account,
+        ctx.now,
+        {"holdId": str(held.id), "orderId": held.order_id, "points": held.points},
+    )
+
+
+async def _open_hold(ctx: Context, hold_id: int) -> Hold:
+    held = await repository.hold(ctx.session, ctx.program_id, hold_id)
+    if held is None:
+        raise UnknownHold("no such hold", ["holdId"])
+    if held.status != HoldStatus.HELD:
+        raise InvalidState(f"the hold is {held.status.value}", ["holdId"])
+    if held.expires_at <= ctx.now:
+        raise InvalidState("the hold expired", ["holdId"])
+    return held
+
+
+async def capture(ctx: Context, command: CapturePoints) -> Outcome:
+    held = await _open_hold(ctx, command.hold_id)
+    account = (await book.lock(ctx, held.member_id))[held.member_id]
+    account.held -= held.points
+    entry = await book.add_entry(
+        ctx,
+        account,
+        EntryKind.REDEEM,
+        -held.points,
+        "hold",
+        order_id=held.order_id,
+        reason=f"Checkout discount on {held.order_id}",
+    )
+    held.status = HoldStatus.CAPTURED
+    held.resolved_at = ctx.now
+    held.entry_id = entry.id
+    outbox.record_entry(ctx.session, entry, account, ctx.now, extra={"holdId": str(held.id)})
+    return Outcome(member_id=held.member_id, entry_id=entry.id, hold_id=held.id)
+
+
+async def release(ctx: Context, command: ReleasePoints) -> Outcome:
+    held = await _open_hold(ctx, command.hold_id)
+    await release_hold(ctx, held, HoldStatus.RELEASED)
+    return Outcome(member_id=held.member_id, hold_id=held.id)
+
+
+async def release_hold(ctx: Context, held: Hold, status: HoldStatus) -> None:
+    """Give a hold's points back (released by the caller, or expired by the jobs)."""
+    account = (await book.lock(ctx, held.member_id))[held.member_id]
+    account.held -= held.points
+    await book.restore(ctx, account, held.allocations)
+    held.status = status
+    held.resolved_at = ctx.now
+    _hold_event(ctx, "points.released", held, account)

@@ -1,0 +1,273 @@
+"""The program's arithmetic as pure functions: no I/O, no clock, no database.
+
+Money is `Decimal`, ratios are exact `Fraction`s, points are `int`. Each computation
+floors once, at the end, so rounding never drifts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from ledger.program import Channel, Multiplier, Program, Tier, Weekday
+
+MAX_LINES = 1000
+MAX_QUANTITY = 1_000_000
+MAX_UNIT_PRICE = Decimal("1000000000")
+MAX_POINTS = 1_000_000_000
+MONEY_PLACES = 4
+
+
+@dataclass(frozen=True)
+class Line:
+    """A purchase line as the caller reports it."""
+
+    sku: str | None
+    category: str | None
+    quantity: int
+    unit_price: Decimal
+    discount: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    """A line with what it earns on: the eligible amount (0 if excluded) and its factor."""
+
+    sku: str | None
+    category: str | None
+    quantity: int
+    amount: Decimal
+    factor: Decimal
+
+    @property
+    def weighted(self) -> Decimal:
+        return self.amount * self.factor
+
+
+def money_problem(value: Decimal, *, allow_zero: bool, maximum: Decimal) -> str | None:
+    """Why `value` is not an acceptable amount of money, or None when it is."""
+    if not value.is_finite():
+        return "must be a finite number"
+    if value < 0 or (value == 0 and not allow_zero):
+        return "must be positive" if not allow_zero else "must not be negative"
+    if value > maximum:
+        return f"must be at most {maximum}"
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_PLACES:
+        return f"has more than {MONEY_PLACES} decimal places"
+    return None
+
+
+def line_problems(lines: Sequence[Line]) -> list[tuple[list[str], str]]:
+    """Every reason the lines of a purchase are unacceptable, with the field path."""
+    if not lines:
+        return [(["lines"], "an order needs at least one line")]
+    if len(lines) > MAX_LINES:
+        return [(["lines"], f"an order has at most {MAX_LINES} lines")]
+    problems: list[tuple[list[str], str]] = []
+    for index, line in enumerate(lines):
+        path = ["lines", str(index)]
+        if not 0 < line.quantity <= MAX_QUANTITY:
+            problems.append(([*path, "quantity"], f"must be between 1 and {MAX_QUANTITY}"))
+            continue
+        price = money_problem(line.unit_price, allow_zero=False, maximum=MAX_UNIT_PRICE)
+        if price:
+            problems.append(([*path, "unitPrice"], price))
+            continue
+        discount = money_problem(
+            line.discount, allow_zero=True, maximum=line.unit_price * line.quantity
+        )
+        if discount:
+            problems.append(([*path, "discount"], discount))
+    return problems
+
+
+def multiplier_applies(
+    multiplier: Multiplier, line: Line, channel: Channel, occurred_at: datetime, program: Program
+) -> bool:
+    """Whether every condition of `multiplier` holds for this line."""
+    if multiplier.categories is not None and line.category not in multiplier.categories:
+        return False
+    if multiplier.skus is not None and line.sku not in multiplier.skus:
+        return False
+    if multiplier.channels is not None and channel not in multiplier.channels:
+        return False
+    if multiplier.weekdays is not None:
+        weekday = list(Weekday)[occurred_at.astimezone(program.zone).weekday()]
+        if weekday not in multiplier.weekdays:
+            return False
+    if multiplier.starts_at is not None and occurred_at < multiplier.starts_at:
+        return False
+    return multiplier.ends_at is None or occurred_at < multiplier.ends_at
+
+
+def price_lines(
+    program: Program, lines: Sequence[Line], channel: Channel, occurred_at: datetime
+) -> list[PricedLine]:
+    """Eligible amount and multiplier factor of each line."""
+    priced = []
+    for line in lines:
+        excluded = line.category is not None and line.category in program.earning.exclude_categories
+        amount = Decimal(0) if excluded else line.quantity * line.unit_price - line.discount
+        factor = Decimal(1)
+        for multiplier in program.earning.multipliers:
+            if multiplier_applies(multiplier, line, channel, occurred_at, program):
+                factor *= multiplier.factor
+        priced.append(PricedLine(line.sku, line.category, line.quantity, amount, factor))
+    return priced
+
+
+def purchase_points(
+    priced: Iterable[PricedLine], points_per_unit: Decimal, tier_multiplier: Decimal
+) -> int:
+    """floor(Σ(line amount × line factor) × points_per_unit × tier multiplier)."""
+    weighted = sum((Fraction(line.weighted) for line in priced), Fraction(0))
+    return math.floor(weighted * Fraction(points_per_unit) * Fraction(tier_multiplier))
+
+
+def weighted_total(priced: Iterable[PricedLine]) -> Fraction:
+    """W: Σ line amount × line factor."""
+    return sum((Fraction(line.weighted) for line in priced), Fraction(0))
+
+
+def eligible_total(priced: Iterable[PricedLine]) -> Fraction:
+    """E: Σ line amounts."""
+    return sum((Fraction(line.amount) for line in priced), Fraction(0))
+
+
+def allocate_line_refund(
+    priced: Sequence[PricedLine],
+    refunded: Sequence[int],
+    requests: Sequence[tuple[str, int]],
+) -> list[int]:
+    """Refunded quantity per line after a refund by (sku, quantity).
+
+    A sku that appears on several lines is refunded from the first line with quantity left.
+    Raises ValueError (with the request index) when a sku is not on the order or more is
+    refunded than was bought.
+    """
+    result = list(refunded)
+    for index, (sku, quantity) in enumerate(requests):
+        if not 0 < quantity <= MAX_QUANTITY:
+            raise RefundLineError(index, "quantity", f"must be between 1 and {MAX_QUANTITY}")
+        matching = [i for i, line in enumerate(priced) if line.sku == sku]
+        if not matching:
+            raise RefundLineError(index, "sku", f"sku {sku!r} is not on this order")
+        left = quantity
+        for i in matching:
+            take = min(left, priced[i].quantity - result[i])
+            result[i] += take
+            left -= take
+        if left:
+            raise RefundLineError(index, "quantity", "more than remains refundable on the order")
+    return result
+
+
+class RefundLineError(ValueError):
+    def __init__(self, index: int, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.field = field
+        self.reason = reason
+
+
+def refunded_eligible(priced: Sequence[PricedLine], refunded: Sequence[int]) -> Fraction:
+    """The eligible amount refunded by lines: Σ refunded quantity × unit amount."""
+    return sum(
+        (
+            Fraction(line.amount) * n / line.quantity
+            for line, n in zip(priced, refunded, strict=True)
+        ),
+        Fraction(0),
+    )
+
+
+def refund_weight(
+    priced: Sequence[PricedLine], refunded: Sequence[int], refunded_amount: Decimal
+) -> Fraction:
+    """R: Σ refunded quantity × unit amount × factor, plus refunded amount × W / E."""
+    by_lines = sum(
+        (
+            Fraction(line.weighted) * n / line.quantity
+            for line, n in zip(priced, refunded, strict=True)
+        ),
+        Fraction(0),
+    )
+    eligible = eligible_total(priced)
+    by_amount = (
+        Fraction(refunded_amount) * weighted_total(priced) / eligible if eligible else Fraction(0)
+    )
+    return by_lines + by_amount
+
+
+def total_reversal(points: int, refund_weight_sum: Fraction, weighted: Fraction) -> int:
+    """floor(P × ΣR / W), never more than P: the order's cumulative reversal."""
+    if weighted <= 0 or points <= 0:
+        return 0
+    return min(points, math.floor(points * min(refund_weight_sum, weighted) / weighted))
+
+
+def tier_for(tiers: Sequence[Tier], qualifying: int) -> Tier:
+    """The highest tier whose threshold ≤ the qualifying value."""
+    reached = [tier for tier in tiers if tier.threshold <= qualifying]
+    return reached[-1] if reached else tiers[0]
+
+
+def next_tier(tiers: Sequence[Tier], current: Tier) -> Tier | None:
+    higher = [tier for tier in tiers if tier.threshold > current.threshold]
+    return higher[0] if higher else None
+
+
+def tier_rank(tiers: Sequence[Tier], name: str) -> int:
+    for index, tier in enumerate(tiers):
+        if tier.name == name:
+            return index
+    return 0
+
+
+def available_at(occurred_at: datetime, pending_days: int) -> datetime:
+    return occurred_at + timedelta(days=pending_days)
+
+
+def expires_at(available: datetime, expiry_days: int) -> datetime | None:
+    return available + timedelta(days=expiry_days) if expiry_days else None
+
+
+def qualifying_since(now: datetime, window_days: int) -> datetime | None:
+    """Start of the tier window, or None for a lifetime window."""
+    return now - timedelta(days=window_days) if window_days else None
+
+
+def birthday_in(birthday: date, year: int) -> date:
+    """The member's birthday in `year`; 29 February falls on the 28th in other years."""
+    try:
+        return birthday.replace(year=year)
+    except ValueError:
+        return date(year, 2, 28)
+
+
+def birthday_due(birthday: date, today: date, grace_days: int = 7) -> bool:
+    """Whether the birthday bonus is due `today`: on the day or within the grace after it."""
+    this_year = birthday_in(birthday, today.year)
+    return this_year <= today < this_year + timedelta(days=grace_days)
+
+
+def hold_discount(points: int, point_value: Decimal) -> Decimal:
+    """The checkout discount that `points` buy."""
+    return (points * point_value).quantize(Decimal("0.01"))
+
+
+def month_start(moment: datetime, program: Program) -> datetime:
+    """The first instant of the calendar month of `moment`, in the program's time zone."""
+    local = moment.astimezone(program.zone)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_start(moment: datetime, program: Program) -> datetime:
+    """Midnight of `moment`'s day in the program's time zone."""
+    local = moment.astimezone(program.zone)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,0 +1,188 @@
+"""The ledger's front door: every write goes through `LoyaltyService.execute`.
+
+`execute` makes a command idempotent per (program, client, key): the first run's outcome
+is stored in the same transaction as its effects and replayed to every repeat; a repeat
+with a different input is refused. A business error rolls back everything the command
+wrote (a savepoint) and is stored like any outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import jobs, members, points, repository, rewards
+from ledger.book import Context
+from ledger.commands import (
+    MAX_BATCH,
+    AdjustPoints,
+    CancelRedemption,
+    CapturePoints,
+    Command,
+    EnrollMember,
+    ForgetMember,
+    HoldPoints,
+    Outcome,
+    Problem,
+    RecordAction,
+    RecordPurchase,
+    RedeemReward,
+    RefundPurchase,
+    ReleasePoints,
+    UpdateMember,
+    UpsertReward,
+    UseRedemption,
+    fingerprint,
+)
+from ledger.errors import IdempotencyConflict, InvalidInput, LedgerError
+from ledger.models import IdempotencyRecord, Reward
+from ledger.program import Program
+
+MAX_KEY = 255
+C = TypeVar("C")
+Handler = Callable[[Context, Any], Awaitable[Outcome]]
+
+HANDLERS: dict[type[Any], Handler] = {
+    EnrollMember: members.enroll,
+    UpdateMember: members.update,
+    ForgetMember: members.forget,
+    RecordPurchase: points.record_purchase,
+    RecordAction: points.record_action,
+    RefundPurchase: points.refund,
+    AdjustPoints: points.adjust,
+    RedeemReward: rewards.redeem,
+    UseRedemption: rewards.use,
+    CancelRedemption: rewards.cancel,
+    HoldPoints: rewards.hold,
+    CapturePoints: rewards.capture,
+    ReleasePoints: rewards.release,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnknownProgram(LookupError):
+    """A program id that no loaded program file declares."""
+
+
+class LoyaltyService:
+    """Runs commands against the ledger for the loaded programs."""
+
+    def __init__(
+        self, programs: Mapping[str, Program], clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.programs = dict(programs)
+        self.clock = clock
+
+    def program(self, program_id: str) -> Program:
+        try:
+            return self.programs[program_id]
+        except KeyError:
+            raise UnknownProgram(program_id) from None
+
+    def context(self, session: AsyncSession, program_id: str) -> Context:
+        return Context(session, self.program(program_id), self.clock())
+
+    async def execute(
+        self, session: AsyncSession, program_id: str, client_id: str, command: Command
+    ) -> Outcome:
+        """Run one command exactly once per idempotency key. Flushes, never commits."""
+        ctx = self.context(session, program_id)
+        key = command.idempotency_key
+        if not key or len(key) > MAX_KEY:
+            return _refused(InvalidInput("idempotencyKey must have 1 to 255 characters"))
+        request_hash = fingerprint(command)
+        record = await self._claim(ctx, client_id, key, type(command).__name__, request_hash)
+        if isinstance(record, Outcome):
+            return record
+        try:
+            async with session.begin_nested():
+                outcome = await HANDLERS[type(command)](ctx, command)
+        except LedgerError as error:
+            outcome = _refused(error)
+        record.response = outcome.to_json()
+        await session.flush()
+        return outcome
+
+    async def execute_batch(
+        self,
+        session: AsyncSession,
+        program_id: str,
+        client_id: str,
+        commands: Sequence[RecordPurchase],
+    ) -> list[Outcome]:
+        """An offline till's backlog: each purchase on its own, each with its own outcome."""
+        if len(commands) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} purchases per batch", ["inputs"])
+        return [await self.execute(session, program_id, client_id, cmd) for cmd in commands]
+
+    async def _claim(
+        self, ctx: Context, client_id: str, key: str, operation: str, request_hash: str
+    ) -> IdempotencyRecord | Outcome:
+        """Insert the key, or return the outcome stored under it.
+
+        On PostgreSQL a concurrent first run holds the key's row uncommitted; the insert
+        here waits for it, then fails, and the committed outcome is read and replayed.
+        """
+        stored = await repository.idempotency_record(ctx.session, ctx.program_id, client_id, key)
+        if stored is None:
+            record = IdempotencyRecord(
+                program_id=ctx.program_id,
+                client_id=client_id,
+                key=key,
+                operation=operation,
+                request_hash=request_hash,
+                response={},
+                created_at=ctx.now,
+            )
+            try:
+                async with ctx.session.begin_nested():
+                    ctx.session.add(record)
+                    await ctx.session.flush()
+                return record
+            except IntegrityError:
+                stored = await repository.idempotency_record(
+                    ctx.session, ctx.program_id, client_id, key
+                )
+        if stored is None or not stored.response:
+            return _refused(IdempotencyConflict("this key is in use by a request still running"))
+        if stored.request_hash != request_hash or stored.operation != operation:
+            return _refused(
+                IdempotencyConflict("this key was used with a different input", ["idempotencyKey"])
+            )
+        return Outcome.from_json(stored.response)
+
+    async def upsert_reward(
+        self, session: AsyncSession, program_id: str, command: UpsertReward
+    ) -> Reward:
+        return await rewards.upsert_reward(self.context(session, program_id), command)
+
+    async def seed_rewards(self, session: AsyncSession, program_id: str) -> None:
+        await rewards.seed_rewards(self.context(session, program_id))
+
+    async def export_member(
+        self,
+        session: AsyncSession,
+        program_id: str,
+        member_id: int | None = None,
+        customer_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await members.export(self.context(session, program_id), member_id, customer_id)
+
+    async def run_jobs(
+        self, session: AsyncSession, program_id: str, now: datetime | None = None
+    ) -> jobs.JobReport:
+        ctx = self.context(session, program_id)
+        if now is not None:
+            ctx.now = now
+        return await jobs.run_jobs(ctx)
+
+
+def _refused(error: LedgerError) -> Outcome:
+    return Outcome(problem=Problem.of(error))

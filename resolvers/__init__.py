@@ -1,0 +1,1 @@
+"""Thin GraphQL resolvers and per-request DataLoaders."""

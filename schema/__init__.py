@@ -1,0 +1,1 @@
+"""GraphQL types, split by domain."""
