@@ -1,0 +1,84 @@
+"""The `loyalty-gateway` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from gateway.settings import Settings
+from ledger.db import Database
+from ledger.errors import ProgramFileError
+from ledger.migrate import upgrade
+from ledger.service import LoyaltyService
+
+
+def _parse_now(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 date-time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("--now needs a UTC offset, e.g. 2026-01-01T00:00:00Z")
+    return moment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loyalty-gateway", description="One loyalty ledger for web shop, app and till."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+    jobs = commands.add_parser("jobs", help="scheduled work")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    run = jobs_commands.add_parser(
+        "run",
+        help="activate pending points, expire lots, re-evaluate tiers, birthday bonuses, "
+        "release stale holds",
+    )
+    run.add_argument("--now", type=_parse_now, help="run as of this ISO-8601 time")
+    commands.add_parser("demo", help="run the embedded demo on a throwaway database")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        if args.command == "migrate":
+            upgrade(settings.database_url)
+            print(f"database is at the latest schema: {settings.database_url}")
+        elif args.command == "jobs":
+            report = asyncio.run(run_jobs(settings, args.now))
+            print(json.dumps(report, indent=2))
+        elif args.command == "demo":
+            from gateway.demo import run_demo
+
+            return run_demo(settings)
+    except ProgramFileError as exc:
+        print(f"loyalty-gateway: invalid program file: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def run_jobs(settings: Settings, now: datetime | None) -> dict[str, dict[str, int]]:
+    """Run the scheduled work of every program once, each in its own transaction."""
+    service = LoyaltyService(settings.load_programs())
+    database = Database(settings.database_url)
+    reports = {}
+    try:
+        for program_id in service.programs:
+            async with database.transaction() as session:
+                report = await service.run_jobs(session, program_id, now or datetime.now(UTC))
+            reports[program_id] = asdict(report)
+    finally:
+        await database.dispose()
+    return reports
+
+
+if __name__ == "__main__":
+    sys.exit(main())

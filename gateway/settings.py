@@ -1,0 +1,31 @@
+"""Settings: read once from the environment (prefix `LOYALTY_`) into one object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.program import DEMO_PROGRAM, Program, load_programs
+
+
+class Settings(BaseSettings):
+    """Every `LOYALTY_*` variable of DESIGN §2. No other module reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./loyalty.db"
+    broker_url: str = "memory://"
+    programs: Path = DEMO_PROGRAM
+    issuer: str = "http://127.0.0.1:8000"
+    signing_key_file: Path | None = None
+    rate_limit: str = "100/second"
+    introspection: bool = True
+    jobs_interval: float = Field(default=60, gt=0)
+    allowed_origins: str = ""
+    allow_private_webhooks: bool = False
+
+    def load_programs(self) -> dict[str, Program]:
+        """The program files, validated; a bad file raises `ProgramFileError`."""
+        return load_programs(self.programs)

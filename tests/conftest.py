@@ -1,0 +1,84 @@
+"""Fixtures: a migrated ledger on SQLite and on a throwaway PostgreSQL 15 server."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.db import Database
+from ledger.migrate import upgrade
+from ledger.service import LoyaltyService
+from tests.support.ledger import Clock, make_program
+from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+
+IN_CI = os.environ.get("CI") == "true"
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, with a migrated template database."""
+    try:
+        with running_postgres() as server:
+            server.create_database("ledger_template")
+            upgrade(server.sqlalchemy_url("ledger_template"))
+            yield server
+    except PostgresUnavailable as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "ledger.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def postgres_url(server: PostgresServer) -> str:
+    """A fresh database copied from the migrated template."""
+    name = f"ledger_{os.getpid()}_{next(_databases)}"
+    server.create_database(name, template="ledger_template")
+    return server.sqlalchemy_url(name)
+
+
+def sqlite_url(template: Path, directory: Path) -> str:
+    path = directory / f"ledger_{next(_databases)}.db"
+    shutil.copy(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty migrated ledger, once on each database."""
+    if request.param == "sqlite":
+        return sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path)
+    return postgres_url(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def service(database: Database, clock: Clock) -> LoyaltyService:
+    """The ledger service over the test program, its rewards seeded."""
+    program = make_program()
+    svc = LoyaltyService({program.id: program}, clock=clock)
+    async with database.transaction() as session:
+        await svc.seed_rewards(session, program.id)
+    return svc
