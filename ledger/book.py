@@ -27,6 +27,7 @@ from ledger.models import (
 from ledger.program import Program
 
 Allocations = list[list[int]]
+LOT_BATCH = 50
 
 
 @dataclass
@@ -180,19 +181,25 @@ async def debit(
     The caller has checked the balance unless `allow_negative`; the lots then give what
     they have and `available` goes below zero.
     """
-    lots = await repository.spendable_lots(ctx.session, account.member_id)
-    if first is not None and first.status == LotStatus.AVAILABLE:
-        lots = [first, *[lot for lot in lots if lot.id != first.id]]
     allocations: Allocations = []
     left = points
-    for lot in lots:
-        if left == 0:
-            break
-        take = min(lot.remaining, left)
-        if take:
+    if first is not None and first.status == LotStatus.AVAILABLE and first.remaining:
+        take = min(first.remaining, left)
+        first.remaining -= take
+        left -= take
+        allocations.append([first.id, take])
+    while left:
+        # Autoflush writes the lots emptied so far, so each batch starts after them.
+        lots = await repository.spendable_lots(ctx.session, account.member_id, LOT_BATCH)
+        for lot in lots:
+            take = min(lot.remaining, left)
             lot.remaining -= take
             left -= take
             allocations.append([lot.id, take])
+            if not left:
+                break
+        if len(lots) < LOT_BATCH:
+            break
     if left and not allow_negative:
         raise AssertionError("debit beyond the lots of a checked balance")
     account.available -= points

@@ -34,6 +34,7 @@ async def run_jobs(ctx: Context) -> JobReport:
     """Everything due as of `ctx.now`, in an order that respects the dates: points become
     available before they can expire; holds come back before anything expires."""
     report = JobReport()
+    await repository.lock_jobs(ctx.session, ctx.program_id)
     await _activate_pending(ctx, report)
     await _release_stale_holds(ctx, report)
     await _expire_lots(ctx, report)
@@ -46,6 +47,9 @@ async def run_jobs(ctx: Context) -> JobReport:
 async def _activate_pending(ctx: Context, report: JobReport) -> None:
     for lot in await repository.due_lots(ctx.session, ctx.program_id, ctx.now):
         account = (await book.lock(ctx, lot.member_id))[lot.member_id]
+        await ctx.session.refresh(lot)  # a refund may have lowered it before the lock
+        if lot.status != LotStatus.PENDING:
+            continue
         points = lot.remaining
         await book.activate(ctx, account, lot)
         outbox.record(
@@ -61,7 +65,10 @@ async def _activate_pending(ctx: Context, report: JobReport) -> None:
 
 
 async def _release_stale_holds(ctx: Context, report: JobReport) -> None:
-    for held in await repository.stale_holds(ctx.session, ctx.program_id, ctx.now):
+    for stale in await repository.stale_holds(ctx.session, ctx.program_id, ctx.now):
+        held = await repository.hold(ctx.session, ctx.program_id, stale.id)  # locked, fresh
+        if held is None or held.status != HoldStatus.HELD:
+            continue  # captured or released since we looked
         await release_hold(ctx, held, HoldStatus.EXPIRED)
         report.holds_released += 1
 
@@ -70,10 +77,13 @@ async def _expire_lots(ctx: Context, report: JobReport) -> None:
     """Remove what is left of each lot past its expiry: only unspent points."""
     for lot in await repository.expired_lots(ctx.session, ctx.program_id, ctx.now):
         assert lot.expires_at is not None
+        account = (await book.lock(ctx, lot.member_id))[lot.member_id]
+        await ctx.session.refresh(lot)  # spending may have changed it before the lock
+        if lot.status != LotStatus.AVAILABLE:
+            continue
         lot.status = LotStatus.EXPIRED
         if not lot.remaining:
             continue
-        account = (await book.lock(ctx, lot.member_id))[lot.member_id]
         points = lot.remaining
         lot.remaining = 0
         account.available -= points
@@ -111,6 +121,9 @@ async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
         ):
             continue  # enrolled after this year's birthday: the next one counts
         account = (await book.lock(ctx, member.id))[member.id]
+        await ctx.session.refresh(member)
+        if member.last_birthday_year == today.year or member.birthday is None:
+            continue
         member.last_birthday_year = today.year
         entry, _ = await book.credit(
             ctx,

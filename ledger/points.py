@@ -12,6 +12,7 @@ from ledger import book, outbox, repository, rules
 from ledger.book import Context
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
+    AlreadyEnrolled,
     CurrencyMismatch,
     DuplicateOrder,
     InsufficientPoints,
@@ -61,10 +62,14 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
     if await repository.order_by_order_id(ctx.session, ctx.program_id, command.order_id):
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(ctx, command)
-    first_purchase = not await repository.has_orders(ctx.session, member.id)
-    referrer_id = member.referred_by_id if first_purchase else None
-    accounts = await book.lock(ctx, member.id, *([referrer_id] if referrer_id else []))
+    # The member's lock serializes its purchases, so "first purchase" is decided once.
+    # Referrers enrolled earlier than their referees: this lock order has no cycles.
+    accounts = await book.lock(ctx, member.id)
     account = accounts[member.id]
+    referrer_id = None
+    if member.referred_by_id and not await repository.has_orders(ctx.session, member.id):
+        referrer_id = member.referred_by_id
+        accounts.update(await book.lock(ctx, referrer_id))
 
     priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
     tier = ctx.program.tier(account.tier)
@@ -123,7 +128,11 @@ async def _purchaser(ctx: Context, command: RecordPurchase) -> Member:
         if ref.customer_id is None or not ctx.program.auto_enroll:
             raise
     _check_id(ref.customer_id, "member.customerId")
-    return await enroll_member(ctx, customer_id=ref.customer_id)
+    try:
+        return await enroll_member(ctx, customer_id=ref.customer_id)
+    except AlreadyEnrolled:
+        # A concurrent request enrolled the same customer and committed first.
+        return await book.find_member(ctx, None, ref.customer_id)
 
 
 async def _referral_bonuses(

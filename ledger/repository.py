@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -106,10 +107,10 @@ async def has_orders(session: AsyncSession, member_id: int) -> bool:
 
 
 async def lot(session: AsyncSession, lot_id: int) -> Lot | None:
-    return await session.get(Lot, lot_id)
+    return await session.get(Lot, lot_id, populate_existing=True)
 
 
-async def spendable_lots(session: AsyncSession, member_id: int) -> list[Lot]:
+async def spendable_lots(session: AsyncSession, member_id: int, limit: int) -> list[Lot]:
     """Available lots with points left, the first to expire first (never-expiring last)."""
     rows = await session.scalars(
         select(Lot)
@@ -119,12 +120,16 @@ async def spendable_lots(session: AsyncSession, member_id: int) -> list[Lot]:
             Lot.remaining > 0,
         )
         .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
     )
     return list(rows)
 
 
 async def lots_by_ids(session: AsyncSession, lot_ids: Sequence[int]) -> dict[int, Lot]:
-    rows = await session.scalars(select(Lot).where(Lot.id.in_(lot_ids)))
+    rows = await session.scalars(
+        select(Lot).where(Lot.id.in_(lot_ids)).execution_options(populate_existing=True)
+    )
     return {row.id: row for row in rows}
 
 
@@ -266,6 +271,13 @@ async def _order_sums(
         query = query.where(Order.member_id.in_(member_ids))
     rows = await session.execute(query)
     return {member_id: int(value or 0) for member_id, value in rows.tuples()}
+
+
+async def lock_jobs(session: AsyncSession, program_id: str) -> None:
+    """One job run per program at a time across replicas (SQLite: the write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"jobs:{program_id}".encode()).digest()[:8], "big")
+        await session.execute(select(func.pg_advisory_xact_lock(key - 2**63)))
 
 
 async def due_lots(session: AsyncSession, program_id: str, now: datetime) -> list[Lot]:

@@ -1,0 +1,10 @@
+"""Run every benchmark: `python -m bench` (or `make bench`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import ledger_writes
+
+if __name__ == "__main__":
+    asyncio.run(ledger_writes.main())
