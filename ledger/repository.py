@@ -270,7 +270,7 @@ async def _order_sums(
     if member_ids is not None:
         query = query.where(Order.member_id.in_(member_ids))
     rows = await session.execute(query)
-    return {member_id: int(value or 0) for member_id, value in rows.tuples()}
+    return {member_id: int(value or 0) for member_id, value in rows}
 
 
 async def lock_jobs(session: AsyncSession, program_id: str) -> None:

@@ -166,7 +166,7 @@ async def check_invariants(session: AsyncSession) -> None:
         .where(Entry.kind == EntryKind.EARN)
         .group_by(Entry.program_id, Entry.order_id)
     )
-    assert all(count == 1 for _, _, count in earns.tuples())
+    assert all(count == 1 for _, _, count in earns)
     # 5. a redemption resolves once: cancelled ones were returned exactly once
     for redemption in (await session.scalars(select(Redemption))).all():
         cancels = await session.scalar(

@@ -1,0 +1,89 @@
+"""The command line, run as a user runs it: a real process, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from ledger.program import DEMO_PROGRAM
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    result = run("migrate", env={"LOYALTY_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "ledger.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"members", "accounts", "entries", "lots", "holds", "outbox"} <= tables
+    again = run("migrate", env={"LOYALTY_DATABASE_URL": url})
+    assert again.returncode == 0, again.stderr
+
+
+def test_jobs_run_as_of_a_given_time_reports_per_program(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    assert run("migrate", env={"LOYALTY_DATABASE_URL": url}).returncode == 0
+    result = run("jobs", "run", "--now", "2026-05-01T00:00:00Z", env={"LOYALTY_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {
+        "acme": {
+            "activated": 0,
+            "expired": 0,
+            "expired_points": 0,
+            "holds_released": 0,
+            "birthdays": 0,
+            "tier_changes": 0,
+            "keys_purged": 0,
+        }
+    }
+
+
+def test_jobs_run_refuses_a_time_without_offset() -> None:
+    result = run("jobs", "run", "--now", "2026-05-01T00:00:00")
+    assert result.returncode == 2
+    assert "--now needs a UTC offset" in result.stderr
+
+
+def test_a_bad_program_file_stops_start_with_file_key_and_reason(tmp_path: Path) -> None:
+    program = tmp_path / "acme.toml"
+    text = DEMO_PROGRAM.read_text().replace('min_tier = "Silver"', 'min_tier = "Platinum"')
+    program.write_text(text)
+    result = run("jobs", "run", env={"LOYALTY_PROGRAMS": str(program)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"loyalty-gateway: invalid program file: {program}: rewards.0.min_tier: "
+        "unknown tier 'Platinum'"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_seeds_members_and_shows_their_balances() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    # Grace: signup 100 + a 1180.00 coat 60 days ago (available, Silver), a 500-point
+    # free-shipping redemption, a 50-point goodwill adjustment.
+    assert lines["cust-grace"] == ["830", "0", "0", "1280", "Silver"]
+    # Ada: signup 100 + (100 shoes × 2 + 25 socks; gift card excluded) + 50 review,
+    # 100 held at checkout; the hat bought today is pending.
+    available, pending, held, lifetime, tier = lines["cust-ada"]
+    assert (available, held, lifetime, tier) == ("275", "100", "375", "Bronze")
+    assert pending in {"45", "67"}  # 45.00 hat, ×1.5 when today is Tuesday in New York
