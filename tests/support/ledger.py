@@ -183,7 +183,9 @@ async def check_invariants(session: AsyncSession) -> None:
         assert captured == (hold.status == HoldStatus.CAPTURED)
     # 7. every entry has exactly one outbox event
     entry_ids = set((await session.scalars(select(Entry.id))).all())
-    event_entry_ids = (
-        await session.scalars(select(OutboxEvent.entry_id).where(OutboxEvent.entry_id.is_not(None)))
-    ).all()
+    event_entry_ids = [
+        entry_id
+        for entry_id in (await session.scalars(select(OutboxEvent.entry_id))).all()
+        if entry_id is not None
+    ]
     assert sorted(event_entry_ids) == sorted(entry_ids)

@@ -141,9 +141,9 @@ def _start(bindir: Path, data: Path, sockets: Path, log: Path) -> PostgresServer
                 "-c max_connections=300",
             ]
         )
+        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
         started = _run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
-            + ["-o", options, "start"],
+            [*pg_ctl, "-o", options, "start"],
             timeout=90,
         )
         if started.returncode == 0:
