@@ -74,13 +74,11 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only (no write lock on SQLite); rolled back at the end."""
+        """A session for reads only (no write lock on SQLite). Closing it ends the
+        transaction; the objects read stay usable, detached."""
         async with self.sessions() as session:
             await session.connection(execution_options={"ledger_readonly": True})
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

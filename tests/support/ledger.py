@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger.commands import Command, EnrollMember, MemberRef, Outcome, RecordPurchase
+from ledger.db import Database
+from ledger.jobs import JobReport
 from ledger.models import (
     Account,
+    Base,
     Entry,
     EntryKind,
     EntryStatus,
@@ -22,6 +27,8 @@ from ledger.models import (
     Redemption,
 )
 from ledger.program import Program, parse_program
+from ledger.rules import Line
+from ledger.service import LoyaltyService
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday, 10:00 in New York
 
@@ -189,3 +196,65 @@ async def check_invariants(session: AsyncSession) -> None:
         if entry_id is not None
     ]
     assert sorted(event_entry_ids) == sorted(entry_ids)
+
+
+async def run(
+    database: Database,
+    service: LoyaltyService,
+    command: Command,
+    *,
+    program: str = "test",
+    client: str = "till-1",
+) -> Outcome:
+    """One command in its own transaction, as one request runs it."""
+    async with database.transaction() as session:
+        return await service.execute(session, program, client, command)
+
+
+async def enroll(database: Database, service: LoyaltyService, customer: str, **kw: Any) -> int:
+    outcome = await run(database, service, EnrollMember(f"enroll-{customer}", customer, **kw))
+    assert outcome.ok and outcome.member_id is not None, outcome
+    return outcome.member_id
+
+
+def purchase(
+    key: str,
+    customer: str,
+    order: str,
+    *lines: Line,
+    at: datetime | None = None,
+    currency: str = "USD",
+) -> RecordPurchase:
+    return RecordPurchase(
+        key, MemberRef(customer_id=customer), order, currency, tuple(lines), occurred_at=at
+    )
+
+
+def item(price: str, qty: int = 1, category: str | None = None, sku: str | None = None) -> Line:
+    return Line(sku, category, qty, Decimal(price))
+
+
+async def jobs(database: Database, service: LoyaltyService) -> JobReport:
+    async with database.transaction() as session:
+        return await service.run_jobs(session, "test")
+
+
+async def state(database: Database, member_id: int) -> Balances:
+    async with database.reading() as session:
+        return await balances(session, member_id)
+
+
+async def verify(database: Database) -> None:
+    async with database.reading() as session:
+        await check_invariants(session)
+
+
+async def table_counts(database: Database) -> dict[str, int]:
+    """Rows per table: what a refused command must leave unchanged."""
+    counts = {}
+    async with database.reading() as session:
+        for table in Base.metadata.sorted_tables:
+            counts[table.name] = int(
+                await session.scalar(select(func.count()).select_from(table)) or 0
+            )
+    return counts
