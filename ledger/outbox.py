@@ -48,9 +48,9 @@ def record_entry(
     payload = {
         **balances(account),
         "transactionId": str(entry.id),
-        "kind": entry.kind.value,
+        "kind": str(entry.kind),
         "delta": entry.points,
-        "status": entry.status.value,
+        "status": str(entry.status),
         "orderId": entry.order_id,
         "reason": entry.reason,
         "occurredAt": entry.occurred_at.isoformat(),

@@ -158,7 +158,7 @@ async def use(ctx: Context, command: UseRedemption) -> Outcome:
     if redemption is None:
         raise UnknownRedemption("no redemption has this code", ["code"])
     if redemption.status != RedemptionStatus.ISSUED:
-        raise InvalidState(f"the redemption is {redemption.status.value}", ["code"])
+        raise InvalidState(f"the redemption is {redemption.status}", ["code"])
     redemption.status = RedemptionStatus.USED
     redemption.used_at = ctx.now
     redemption.used_order_id = command.order_id
@@ -181,7 +181,7 @@ async def cancel(ctx: Context, command: CancelRedemption) -> Outcome:
     if redemption is None:
         raise UnknownRedemption("no such redemption", ["redemptionId"])
     if redemption.status != RedemptionStatus.ISSUED:
-        raise InvalidState(f"the redemption is {redemption.status.value}", ["redemptionId"])
+        raise InvalidState(f"the redemption is {redemption.status}", ["redemptionId"])
     account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
     await book.restore(ctx, account, redemption.allocations)
     entry = await book.add_entry(
@@ -247,7 +247,7 @@ async def _open_hold(ctx: Context, hold_id: int) -> Hold:
     if held is None:
         raise UnknownHold("no such hold", ["holdId"])
     if held.status != HoldStatus.HELD:
-        raise InvalidState(f"the hold is {held.status.value}", ["holdId"])
+        raise InvalidState(f"the hold is {held.status}", ["holdId"])
     if held.expires_at <= ctx.now:
         raise InvalidState("the hold expired", ["holdId"])
     return held
