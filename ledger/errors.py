@@ -14,6 +14,9 @@ class LedgerError(Exception):
     """A business outcome that refuses a command. Nothing of the command is written."""
 
     code = "INVALID_STATE"
+    # Whether an idempotency key keeps this outcome. Input that fails validation is not
+    # kept (as Stripe does), so the caller can correct it and retry with the same key.
+    kept = True
 
     def __init__(self, message: str, field: Sequence[str] | None = None) -> None:
         super().__init__(message)
@@ -71,10 +74,12 @@ class AlreadyEnrolled(LedgerError):
 
 class InvalidAmount(LedgerError):
     code = "INVALID_AMOUNT"
+    kept = False
 
 
 class CurrencyMismatch(LedgerError):
     code = "CURRENCY_MISMATCH"
+    kept = False
 
 
 class IdempotencyConflict(LedgerError):
@@ -87,6 +92,7 @@ class InvalidState(LedgerError):
 
 class InvalidInput(LedgerError):
     code = "INVALID_INPUT"
+    kept = False
 
 
 class ProgramFileError(Exception):

@@ -106,6 +106,10 @@ class LoyaltyService:
                 outcome = await HANDLERS[type(command)](ctx, command)
         except LedgerError as error:
             outcome = _refused(error)
+            if not error.kept:
+                await session.delete(record)
+                await session.flush()
+                return outcome
         record.response = outcome.to_json()
         await session.flush()
         return outcome
