@@ -237,11 +237,12 @@ async def test_another_programs_ids_resolve_as_not_found(database: Database, clo
     assert theirs.member_id is not None
     await run(database, service, purchase("p", "ada", "O-1", item("10.00")), program="other")
     before = await table_counts(database)
-    for command, code in [
+    refused: list[tuple[Command, str]] = [
         (AdjustPoints("a", MemberRef(id=theirs.member_id), 5, "x"), "UNKNOWN_MEMBER"),
         (AdjustPoints("b", MemberRef(customer_id="ada"), 5, "x"), "UNKNOWN_MEMBER"),
         (RefundPurchase("c", "O-1", Decimal("1")), "UNKNOWN_ORDER"),
-    ]:
+    ]
+    for command, code in refused:
         outcome = await run(database, service, command, program="test")
         assert outcome.problem is not None and outcome.problem.code == code
     after = await table_counts(database)
