@@ -10,7 +10,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -29,7 +28,6 @@ from ledger.commands import (
 from ledger.db import Database
 from ledger.models import Entry, EntryKind, Member, Order, Reward
 from ledger.service import LoyaltyService
-from tests.conftest import postgres_url, sqlite_url
 from tests.support.ledger import (
     T0,
     Clock,
@@ -41,7 +39,6 @@ from tests.support.ledger import (
     run,
     state,
 )
-from tests.support.postgres import PostgresServer
 
 PARALLEL = 40
 
@@ -51,19 +48,10 @@ def rounds(database: Database) -> int:
     return 1 if database.is_sqlite else 3
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def racing_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return postgres_url(server)
-    return sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path)
-
-
 @pytest.fixture
-async def racing(racing_url: str) -> AsyncIterator[tuple[Database, LoyaltyService]]:
+async def racing(database_url: str) -> AsyncIterator[tuple[Database, LoyaltyService]]:
     """A ledger with a connection pool wide enough for every racer."""
-    url = racing_url
-    database = Database(url, pool_size=PARALLEL + 5, max_overflow=0)
+    database = Database(database_url, pool_size=PARALLEL + 5, max_overflow=0)
     program = make_program(
         rewards=[
             {"id": "five-off", "name": "$5 off", "cost": 500},

@@ -26,21 +26,11 @@ from sqlalchemy import select as sql_select
 
 from ledger.db import Database
 from ledger.models import Entry, IdempotencyRecord
-from tests.conftest import postgres_url, sqlite_url
 from tests.support.ledger import check_invariants
-from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = 120
 DEADLINE = 120.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def crash_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return postgres_url(server)
-    return sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path)
 
 
 def writer(url: str) -> subprocess.Popen[str]:
@@ -93,27 +83,27 @@ async def stored(url: str) -> tuple[dict[str, Any], set[int]]:
         await database.dispose()
 
 
-def test_acknowledged_writes_survive_kill_9(crash_url: str) -> None:
+def test_acknowledged_writes_survive_kill_9(database_url: str) -> None:
     stop_after = random.randint(20, 60)
-    crashed = writer(crash_url)
+    crashed = writer(database_url)
     acked = read_acks(crashed, stop_after)
     assert crashed.returncode == -signal.SIGKILL
     assert len(acked) == stop_after
 
-    records, entries = asyncio.run(stored(crash_url))
+    records, entries = asyncio.run(stored(database_url))
     for key, outcome in acked.items():
         assert records.get(key) == outcome, key
         if outcome["entry_id"] is not None:
             assert outcome["entry_id"] in entries, key
 
     # The whole stream again: what was acknowledged is replayed, the rest runs once.
-    second = read_acks(writer(crash_url), None)
+    second = read_acks(writer(database_url), None)
     for key, outcome in acked.items():
         assert second[key] == outcome, key
-    records, entries = asyncio.run(stored(crash_url))
+    records, entries = asyncio.run(stored(database_url))
     assert {key: records[key] for key in second} == second
 
     # And once more: nothing runs twice.
-    third = read_acks(writer(crash_url), None)
+    third = read_acks(writer(database_url), None)
     assert third == second
-    assert asyncio.run(stored(crash_url))[1] == entries
+    assert asyncio.run(stored(database_url))[1] == entries
