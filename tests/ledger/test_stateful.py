@@ -10,8 +10,8 @@ job wrote and the invariants check that expiry only took unspent points.
 from __future__ import annotations
 
 import asyncio
-import os
 import math
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
