@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from gateway.migrate import upgrade_async
 from ledger.commands import AdjustPoints, EnrollMember, MemberRef, RecordPurchase, RedeemReward
 from ledger.db import Database
-from ledger.migrate import upgrade_async
 from ledger.program import DEMO_PROGRAM, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService

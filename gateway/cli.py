@@ -10,10 +10,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from auth import scopes
+from auth.server import AuthorizationServer, ClientCredentials, load_signing_key
+from auth.tokens import TokenIssuer
+from gateway.migrate import upgrade
 from gateway.settings import Settings
 from ledger.db import Database
 from ledger.errors import ProgramFileError
-from ledger.migrate import upgrade
 from ledger.service import LoyaltyService
 
 
@@ -42,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--now", type=_parse_now, help="run as of this ISO-8601 time")
     commands.add_parser("demo", help="run the embedded demo on a throwaway database")
+    clients = commands.add_parser("clients", help="partner and till clients")
+    clients_commands = clients.add_subparsers(dest="clients_command", required=True)
+    create = clients_commands.add_parser(
+        "create", help='register a client; prints {"client_id": ..., "client_secret": ...}'
+    )
+    create.add_argument("--program", required=True, help="the program the client belongs to")
+    create.add_argument("--name", required=True, help="who the client is, for people")
+    create.add_argument("--scopes", required=True, help='space-separated, e.g. "points:write"')
     return parser
 
 
@@ -55,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "jobs":
             report = asyncio.run(run_jobs(settings, args.now))
             print(json.dumps(report, indent=2))
+        elif args.command == "clients":
+            return create_client(settings, args.program, args.name, args.scopes)
         elif args.command == "demo":
             from gateway.demo import run_demo
 
@@ -63,6 +76,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loyalty-gateway: invalid program file: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def create_client(settings: Settings, program_id: str, name: str, scope_text: str) -> int:
+    if program_id not in settings.load_programs():
+        print(f"loyalty-gateway: no program {program_id!r} is loaded", file=sys.stderr)
+        return 2
+    try:
+        wanted = scopes.parse(scope_text)
+    except scopes.UnknownScope as exc:
+        print(f"loyalty-gateway: {exc}", file=sys.stderr)
+        return 2
+    if not name.strip() or len(name) > 200:
+        print("loyalty-gateway: --name must have 1 to 200 characters", file=sys.stderr)
+        return 2
+    credentials = asyncio.run(_create_client(settings, program_id, name, wanted))
+    print(json.dumps(asdict(credentials)))
+    return 0
+
+
+async def _create_client(
+    settings: Settings, program_id: str, name: str, wanted: frozenset[str]
+) -> ClientCredentials:
+    database = Database(settings.database_url)
+    try:
+        async with database.transaction() as session:
+            key_pem = settings.signing_key_pem()
+            key = await load_signing_key(session, key_pem)
+            server = AuthorizationServer(TokenIssuer(key, settings.issuer))
+            return await server.create_client(session, program_id, name, wanted)
+    finally:
+        await database.dispose()
 
 
 async def run_jobs(settings: Settings, now: datetime | None) -> dict[str, dict[str, int]]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from gateway.migrate import upgrade_async
 from gateway.settings import Settings
 from ledger import repository
 from ledger.commands import (
@@ -25,7 +26,6 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.migrate import upgrade_async
 from ledger.program import DEMO_PROGRAM, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     allowed_origins: str = ""
     allow_private_webhooks: bool = False
 
+    def signing_key_pem(self) -> bytes | None:
+        """The configured private key, read once at start, or None (kept in the database)."""
+        return self.signing_key_file.read_bytes() if self.signing_key_file else None
+
     def load_programs(self) -> dict[str, Program]:
         """The program files, validated; a bad file raises `ProgramFileError`."""
         return load_programs(self.programs)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.migrate import upgrade
 from ledger.db import Database
-from ledger.migrate import upgrade
 from ledger.service import LoyaltyService
 from tests.support.ledger import Clock, make_program
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres

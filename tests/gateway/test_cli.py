@@ -87,3 +87,42 @@ def test_demo_seeds_members_and_shows_their_balances() -> None:
     available, pending, held, lifetime, tier = lines["cust-ada"]
     assert (available, held, lifetime, tier) == ("275", "100", "375", "Bronze")
     assert pending in {"45", "67"}  # 45.00 hat, ×1.5 when today is Tuesday in New York
+
+
+def test_clients_create_prints_credentials_that_authenticate(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    env = {"LOYALTY_DATABASE_URL": url}
+    assert run("migrate", env=env).returncode == 0
+    result = run(
+        "clients",
+        "create",
+        "--program",
+        "acme",
+        "--name",
+        "Till 7",
+        "--scopes",
+        "points:write rewards:redeem",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    credentials = json.loads(result.stdout)
+    assert set(credentials) == {"client_id", "client_secret"}
+    with sqlite3.connect(tmp_path / "ledger.db") as connection:
+        row = connection.execute(
+            "SELECT program_id, name, scopes, secret_hash FROM oauth_clients WHERE client_id = ?",
+            (credentials["client_id"],),
+        ).fetchone()
+    assert row[:3] == ("acme", "Till 7", "points:write rewards:redeem")
+    assert credentials["client_secret"] not in row[3]
+
+
+def test_clients_create_refuses_unknown_programs_and_scopes() -> None:
+    unknown = run(
+        "clients", "create", "--program", "nope", "--name", "X", "--scopes", "points:write"
+    )
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2,
+        "loyalty-gateway: no program 'nope' is loaded",
+    )
+    bad = run("clients", "create", "--program", "acme", "--name", "X", "--scopes", "root")
+    assert (bad.returncode, bad.stderr.strip()) == (2, "loyalty-gateway: unknown scope(s): root")

@@ -1,4 +1,4 @@
-"""Create or upgrade the ledger's schema with Alembic (`loyalty-gateway migrate`)."""
+"""Create or upgrade the database schema with Alembic (`loyalty-gateway migrate`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alembic environment: runs the ledger's migrations on the async engine."""
+"""Alembic environment: the ledger's and the authorization server's tables, one history."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import auth.models  # noqa: F401  (registers the authorization server's tables)
 from ledger.db import create_engine
 from ledger.models import Base
 
