@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+import uvicorn
+
 from auth import scopes
 from auth.server import AuthorizationServer, ClientCredentials, load_signing_key
 from auth.tokens import TokenIssuer
@@ -36,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create or upgrade the database schema")
+    serve = commands.add_parser("serve", help="run the gateway (uvicorn), configured by LOYALTY_*")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
     jobs = commands.add_parser("jobs", help="scheduled work")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     run = jobs_commands.add_parser(
@@ -66,6 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "jobs":
             report = asyncio.run(run_jobs(settings, args.now))
             print(json.dumps(report, indent=2))
+        elif args.command == "serve":
+            settings.load_programs()  # a bad program file stops start-up here, not in a worker
+            uvicorn.run(
+                "gateway.app:from_environment",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                proxy_headers=True,
+            )
         elif args.command == "clients":
             return create_client(settings, args.program, args.name, args.scopes)
         elif args.command == "demo":

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from ledger.program import DEMO_PROGRAM
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,3 +130,32 @@ def test_clients_create_refuses_unknown_programs_and_scopes() -> None:
     )
     bad = run("clients", "create", "--program", "acme", "--name", "X", "--scopes", "root")
     assert (bad.returncode, bad.stderr.strip()) == (2, "loyalty-gateway: unknown scope(s): root")
+
+
+def test_serve_answers_health_checks(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    env = {**os.environ, "LOYALTY_DATABASE_URL": url}
+    assert run("migrate", env=env).returncode == 0
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    assert (r.status, json.loads(r.read())) == (200, {"status": "ready"})
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM as its exit status
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
