@@ -37,7 +37,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     """The gateway for `settings`; programs and the signing key load at start-up."""
-    programs = settings.load_programs()
+    settings.load_programs()  # a bad program file stops start-up with file, key and reason
     key_pem = settings.signing_key_pem()
 
     @asynccontextmanager
@@ -47,7 +47,6 @@ def create_app(settings: Settings) -> Starlette:
             async with database.transaction() as session:
                 key = await load_signing_key(session, key_pem)
             app.state.database = database
-            app.state.programs = programs
             app.state.authorization = AuthorizationServer(TokenIssuer(key, settings.issuer))
             yield
         finally:
