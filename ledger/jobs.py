@@ -13,7 +13,15 @@ from sqlalchemy import delete
 
 from ledger import book, outbox, repository, rules
 from ledger.book import Context
-from ledger.models import Entry, EntryKind, EntryStatus, HoldStatus, IdempotencyRecord, LotStatus
+from ledger.models import (
+    Entry,
+    EntryKind,
+    EntryStatus,
+    HoldStatus,
+    IdempotencyRecord,
+    LotStatus,
+    Member,
+)
 from ledger.rewards import release_hold
 
 IDEMPOTENCY_RETENTION = timedelta(days=30)
@@ -35,6 +43,7 @@ async def run_jobs(ctx: Context) -> JobReport:
     available before they can expire; holds come back before anything expires."""
     report = JobReport()
     await repository.lock_jobs(ctx.session, ctx.program_id)
+    await _lock_accounts_with_work(ctx)
     await _activate_pending(ctx, report)
     await _release_stale_holds(ctx, report)
     await _expire_lots(ctx, report)
@@ -42,6 +51,24 @@ async def run_jobs(ctx: Context) -> JobReport:
     await _reevaluate_tiers(ctx, report)
     await _purge_idempotency_keys(ctx, report)
     return report
+
+
+async def _lock_accounts_with_work(ctx: Context) -> None:
+    """Lock every account this run is going to change, up front and in id order.
+
+    Locked phase by phase, they would come in no overall order, and a request that locks
+    two accounts in id order (a referred member's first purchase) could deadlock with the
+    run. Stale holds come first, as capture and release lock them: hold, then account.
+    """
+    stale = await repository.stale_holds(ctx.session, ctx.program_id, ctx.now, lock=True)
+    due = await repository.due_lots(ctx.session, ctx.program_id, ctx.now)
+    expired = await repository.expired_lots(ctx.session, ctx.program_id, ctx.now)
+    member_ids = {hold.member_id for hold in stale}
+    member_ids.update(lot.member_id for lot in [*due, *expired])
+    member_ids.update(member.id for member in await _birthdays_due(ctx))
+    member_ids.update(member_id for member_id, _ in await _tier_changes(ctx))
+    if member_ids:
+        await book.lock(ctx, *member_ids)
 
 
 async def _activate_pending(ctx: Context, report: JobReport) -> None:
@@ -107,11 +134,11 @@ async def _expire_lots(ctx: Context, report: JobReport) -> None:
         report.expired_points += points
 
 
-async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
-    points = ctx.program.bonuses.birthday
-    if not points:
-        return
+async def _birthdays_due(ctx: Context) -> list[Member]:
+    if not ctx.program.bonuses.birthday:
+        return []
     today = ctx.now.astimezone(ctx.program.zone).date()
+    due = []
     for member in await repository.birthday_candidates(ctx.session, ctx.program_id, today.year):
         assert member.birthday is not None
         if not rules.birthday_due(member.birthday, today):
@@ -120,6 +147,14 @@ async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
             member.birthday, today.year
         ):
             continue  # enrolled after this year's birthday: the next one counts
+        due.append(member)
+    return due
+
+
+async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
+    points = ctx.program.bonuses.birthday
+    today = ctx.now.astimezone(ctx.program.zone).date()
+    for member in await _birthdays_due(ctx):
         account = (await book.lock(ctx, member.id))[member.id]
         await ctx.session.refresh(member)
         if member.last_birthday_year == today.year or member.birthday is None:
@@ -138,14 +173,20 @@ async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
         report.birthdays += 1
 
 
-async def _reevaluate_tiers(ctx: Context, report: JobReport) -> None:
+async def _tier_changes(ctx: Context) -> list[tuple[int, int]]:
+    """(member id, qualifying value) of the members whose tier no longer matches."""
     values = await book.qualifying_value(ctx, None)
+    changes = []
     for candidate in await repository.program_accounts(ctx.session, ctx.program_id):
         value = values.get(candidate.member_id, 0)
-        target = rules.tier_for(ctx.program.tiers, value).name
-        if target == candidate.tier:
-            continue
-        account = (await book.lock(ctx, candidate.member_id))[candidate.member_id]
+        if rules.tier_for(ctx.program.tiers, value).name != candidate.tier:
+            changes.append((candidate.member_id, value))
+    return changes
+
+
+async def _reevaluate_tiers(ctx: Context, report: JobReport) -> None:
+    for member_id, value in await _tier_changes(ctx):
+        account = (await book.lock(ctx, member_id))[member_id]
         book.set_tier(ctx, account, value, allow_downgrade=True)
         report.tier_changes += 1
 

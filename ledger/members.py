@@ -155,13 +155,14 @@ async def update(ctx: Context, command: UpdateMember) -> Outcome:
     _check_text(command.email, "email")
     _check_text(command.name, "name")
     _check_birthday(command.birthday, ctx)
+    # Account first, then the member row, as every other write does (no deadlock).
+    (account,) = (await book.lock(ctx, member.id)).values()
     if command.email is not None:
         member.email = command.email
     if command.name is not None:
         member.name = command.name
     if command.birthday is not None:
         member.birthday = command.birthday
-    (account,) = (await book.lock(ctx, member.id)).values()
     outbox.record(ctx.session, ctx.program_id, "member.updated", account, ctx.now, {})
     return Outcome(member_id=member.id)
 
@@ -169,12 +170,14 @@ async def update(ctx: Context, command: UpdateMember) -> Outcome:
 async def forget(ctx: Context, command: ForgetMember) -> Outcome:
     """Erase the member's personal data; the ledger stays, keyed by an anonymous id."""
     member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    # Lock the account before changing the member row: a new customer_id locks that row
+    # against the foreign-key checks of entries that writes holding the account insert.
+    (account,) = (await book.lock(ctx, member.id)).values()
     member.customer_id = f"forgotten-{member.id}"
     member.email = None
     member.name = None
     member.birthday = None
     member.forgotten_at = ctx.now
-    (account,) = (await book.lock(ctx, member.id)).values()
     outbox.record(ctx.session, ctx.program_id, "member.forgotten", account, ctx.now, {})
     return Outcome(member_id=member.id)
 

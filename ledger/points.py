@@ -62,14 +62,16 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
     if await repository.order_by_order_id(ctx.session, ctx.program_id, command.order_id):
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(ctx, command)
+    # A first purchase pays the referrer too: both accounts are locked in one go, in id
+    # order like every multi-account lock (the jobs' too), or the two could deadlock.
     # The member's lock serializes its purchases, so "first purchase" is decided once.
-    # Referrers enrolled earlier than their referees: this lock order has no cycles.
-    accounts = await book.lock(ctx, member.id)
+    referrer_id = member.referred_by_id
+    if referrer_id is not None and await repository.has_orders(ctx.session, member.id):
+        referrer_id = None  # not the first purchase (orders are never deleted)
+    accounts = await book.lock(ctx, member.id, *([referrer_id] if referrer_id else []))
     account = accounts[member.id]
-    referrer_id = None
-    if member.referred_by_id and not await repository.has_orders(ctx.session, member.id):
-        referrer_id = member.referred_by_id
-        accounts.update(await book.lock(ctx, referrer_id))
+    if referrer_id is not None and await repository.has_orders(ctx.session, member.id):
+        referrer_id = None  # a concurrent first purchase committed while we waited
 
     priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
     tier = ctx.program.tier(account.tier)

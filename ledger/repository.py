@@ -306,8 +306,10 @@ async def expired_lots(session: AsyncSession, program_id: str, now: datetime) ->
     return list(rows)
 
 
-async def stale_holds(session: AsyncSession, program_id: str, now: datetime) -> list[Hold]:
-    rows = await session.scalars(
+async def stale_holds(
+    session: AsyncSession, program_id: str, now: datetime, *, lock: bool = False
+) -> list[Hold]:
+    query = (
         select(Hold)
         .where(
             Hold.program_id == program_id,
@@ -316,7 +318,9 @@ async def stale_holds(session: AsyncSession, program_id: str, now: datetime) -> 
         )
         .order_by(Hold.member_id, Hold.id)
     )
-    return list(rows)
+    if lock:
+        query = query.with_for_update()
+    return list(await session.scalars(query))
 
 
 async def birthday_candidates(session: AsyncSession, program_id: str, year: int) -> list[Member]:

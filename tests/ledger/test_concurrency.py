@@ -1,224 +1,387 @@
 """Races on real connections: 40 requests at once, each in its own transaction.
 
-PostgreSQL runs them truly in parallel (row locks decide); SQLite queues writers on its
-database lock (BEGIN IMMEDIATE). The outcome must be the same on both.
+Two replicas (two `Database` objects, two connection pools) share one database. On
+PostgreSQL the racers run truly in parallel and row locks decide; SQLite queues writers
+on its database lock (BEGIN IMMEDIATE + busy_timeout). Each race runs several rounds, and
+the outcome must be the same on both databases.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from ledger.commands import (
     AdjustPoints,
     CapturePoints,
     Command,
     EnrollMember,
+    ForgetMember,
     HoldPoints,
     MemberRef,
     Outcome,
     RedeemReward,
     ReleasePoints,
+    UpsertReward,
 )
 from ledger.db import Database
-from ledger.models import Entry, EntryKind, Member, Order, Reward
+from ledger.jobs import JobReport
+from ledger.models import (
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    Member,
+    Order,
+    Redemption,
+    Reward,
+)
 from ledger.service import LoyaltyService
+from tests.conftest import postgres_url, sqlite_url
 from tests.support.ledger import (
-    T0,
+    Balances,
     Clock,
     check_invariants,
     enroll,
     item,
     make_program,
+    program_data,
     purchase,
     run,
     state,
 )
 
 PARALLEL = 40
+REPLICAS = 2
+ROUNDS = {"postgres": 3, "sqlite": 1}  # SQLite's queue of writers is deterministic and slow
+FIVE_OFF = 500
+T = TypeVar("T")
 
 
-def rounds(database: Database) -> int:
-    """Repeat PostgreSQL races; SQLite's queue of writers is deterministic and slow."""
-    return 1 if database.is_sqlite else 3
+@dataclass
+class Ledger:
+    """One database seen by two gateway replicas, each with its own pool of connections."""
+
+    kind: str
+    replicas: list[Database]
+    service: LoyaltyService
+    clock: Clock
+
+    @property
+    def database(self) -> Database:
+        return self.replicas[0]
+
+    @property
+    def rounds(self) -> range:
+        return range(ROUNDS[self.kind])
+
+
+@pytest.fixture(params=["postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh migrated database: PostgreSQL unless a test asks for SQLite too."""
+    if request.param == "postgres":
+        return postgres_url(request.getfixturevalue("postgres"))
+    return sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path)
 
 
 @pytest.fixture
-async def racing(database_url: str) -> AsyncIterator[tuple[Database, LoyaltyService]]:
-    """A ledger with a connection pool wide enough for every racer."""
-    database = Database(database_url, pool_size=PARALLEL + 5, max_overflow=0)
-    program = make_program(
-        rewards=[
-            {"id": "five-off", "name": "$5 off", "cost": 500},
-            {"id": "last-one", "name": "Last one", "cost": 100, "stock": 1},
-        ]
-    )
-    service = LoyaltyService({program.id: program}, clock=Clock())
-    async with database.transaction() as session:
+async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
+    replicas = [
+        Database(ledger_url, pool_size=PARALLEL + 5, max_overflow=10) for _ in range(REPLICAS)
+    ]
+    bonuses = {**program_data()["bonuses"], "max_referrals_per_month": 1000}
+    program = make_program(bonuses=bonuses)
+    clock = Clock()
+    service = LoyaltyService({program.id: program}, clock=clock)
+    async with replicas[0].transaction() as session:
         await service.seed_rewards(session, program.id)
-    yield database, service
-    await database.dispose()
+    try:
+        kind = "sqlite" if replicas[0].is_sqlite else "postgres"
+        yield Ledger(kind, replicas, service, clock)
+    finally:
+        for replica in replicas:
+            await replica.dispose()
 
 
-async def race(
-    database: Database, service: LoyaltyService, commands: list[Command]
-) -> list[Outcome]:
-    return await asyncio.gather(*(run(database, service, command) for command in commands))
+both_databases = pytest.mark.parametrize("ledger_url", ["postgres", "sqlite"], indirect=True)
 
 
-def codes(outcomes: list[Outcome]) -> Counter[str]:
+async def together(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Await everything at once; any exception (a deadlock, a lock timeout) fails the test
+    after every racer has finished, so no connection is left behind."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    failures = [result for result in results if isinstance(result, BaseException)]
+    assert not failures, failures[:3]
+    return results  # type: ignore[return-value]
+
+
+async def race(ledger: Ledger, commands: Sequence[Command]) -> list[Outcome]:
+    """Each command in its own transaction, spread over the replicas, all at once."""
+    return await together(
+        run(ledger.replicas[i % REPLICAS], ledger.service, command)
+        for i, command in enumerate(commands)
+    )
+
+
+@asynccontextmanager
+async def watching(database: Database, member_id: int) -> AsyncIterator[list[Balances]]:
+    """The member's committed balances, sampled over and over while the block runs."""
+    seen: list[Balances] = []
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            seen.append(await state(database, member_id))
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield seen
+    finally:
+        stop.set()
+        await watcher
+
+
+def never_negative(seen: list[Balances]) -> bool:
+    return bool(seen) and all(b.available >= 0 and b.held >= 0 for b in seen)
+
+
+def codes(outcomes: Sequence[Outcome]) -> Counter[str]:
     return Counter(o.problem.code if o.problem else "OK" for o in outcomes)
 
 
-async def count(database: Database, query: object) -> int:
+async def count(database: Database, model: Any, *where: ColumnElement[bool]) -> int:
     async with database.reading() as session:
-        return int(await session.scalar(query) or 0)  # type: ignore[call-overload]
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
-async def invariants(database: Database) -> None:
-    async with database.reading() as session:
+async def invariants(ledger: Ledger) -> None:
+    async with ledger.database.reading() as session:
         await check_invariants(session)
 
 
-async def test_one_balance_one_redemption(racing: tuple[Database, LoyaltyService]) -> None:
-    database, service = racing
-    for round_ in range(rounds(database)):
-        member = await enroll(database, service, f"ada-{round_}")  # 100 signup points
-        top_up = AdjustPoints(f"top-{round_}", MemberRef(id=member), 400, "top up")
-        assert (await run(database, service, top_up)).ok  # exactly one reward's worth
+async def ok(ledger: Ledger, command: Command) -> Outcome:
+    outcome = await run(ledger.database, ledger.service, command)
+    assert outcome.ok, outcome
+    return outcome
+
+
+@both_databases
+async def test_one_balance_pays_for_one_redemption(ledger: Ledger) -> None:
+    for round_ in ledger.rounds:
+        member = await enroll(ledger.database, ledger.service, f"ada-{round_}")  # 100 points
+        await ok(ledger, AdjustPoints(f"top-{round_}", MemberRef(id=member), 650, "top up"))
+        redeem = [
+            RedeemReward(f"redeem-{round_}-{i}", MemberRef(id=member), "five-off")
+            for i in range(PARALLEL)
+        ]
+        async with watching(ledger.database, member) as seen:
+            outcomes = await race(ledger, redeem)
+
+        assert codes(outcomes) == {"OK": 1, "INSUFFICIENT_POINTS": PARALLEL - 1}
+        assert never_negative(seen)
+        balance = await state(ledger.database, member)
+        assert (balance.available, balance.held) == (750 - FIVE_OFF, 0)
+        redeems = Entry.member_id == member, Entry.kind == EntryKind.REDEEM
+        assert await count(ledger.database, Entry, *redeems) == 1
+        assert await count(ledger.database, Redemption, Redemption.member_id == member) == 1
+    await invariants(ledger)
+
+
+@both_databases
+async def test_one_key_runs_once(ledger: Ledger) -> None:
+    member = await enroll(ledger.database, ledger.service, "ada")
+    for round_ in ledger.rounds:
+        same_adjust = AdjustPoints(f"adjust-{round_}", MemberRef(id=member), 10, "goodwill")
+        same_purchase = purchase(f"buy-{round_}", "ada", f"A-{round_}", item("10.00"))
+        for command in (same_adjust, same_purchase):
+            outcomes = await race(ledger, [command] * PARALLEL)
+            # Never a second execution, and no IDEMPOTENCY_CONFLICT either: a repeat waits
+            # for the first run (its insert of the key blocks on the uncommitted row on
+            # PostgreSQL, BEGIN IMMEDIATE queues it on SQLite), then replays its outcome.
+            assert codes(outcomes) == {"OK": PARALLEL}, outcomes
+            assert len({(o.member_id, o.entry_id) for o in outcomes}) == 1
+            assert outcomes[0].member_id == member and outcomes[0].entry_id is not None
+            assert sum(not o.replayed for o in outcomes) == 1
+
+    n = len(ledger.rounds)
+    adjusts = Entry.member_id == member, Entry.kind == EntryKind.ADJUST
+    assert await count(ledger.database, Entry, *adjusts) == n
+    assert await count(ledger.database, Entry, Entry.kind == EntryKind.EARN) == n
+    assert await count(ledger.database, Order) == n
+    assert await count(ledger.database, IdempotencyRecord) == 1 + 2 * n  # with the enrolment
+    balance = await state(ledger.database, member)
+    assert (balance.available, balance.pending) == (100 + 10 * n, 10 * n)
+    await invariants(ledger)
+
+
+async def test_the_last_unit_goes_to_one_member(ledger: Ledger) -> None:
+    members = [await enroll(ledger.database, ledger.service, f"m{i}") for i in range(PARALLEL)]
+    for round_ in ledger.rounds:
+        reward = UpsertReward(f"last-{round_}", "The last one", cost=10, stock=1)
+        async with ledger.database.transaction() as session:
+            await ledger.service.upsert_reward(session, "test", reward)
+        before = {m: (await state(ledger.database, m)).available for m in members}
         outcomes = await race(
-            database,
-            service,
+            ledger,
+            [RedeemReward(f"r{round_}-{m}", MemberRef(id=m), reward.id) for m in members],
+        )
+
+        assert codes(outcomes) == {"OK": 1, "OUT_OF_STOCK": PARALLEL - 1}
+        winner = next(o.member_id for o in outcomes if o.ok)
+        for member in members:
+            spent = reward.cost if member == winner else 0
+            assert (await state(ledger.database, member)).available == before[member] - spent
+        async with ledger.database.reading() as session:
+            stocked = await session.get(Reward, ("test", reward.id))
+            assert stocked is not None and stocked.stock == 0
+        assert await count(ledger.database, Redemption, Redemption.reward_id == reward.id) == 1
+    await invariants(ledger)
+
+
+async def test_holds_never_overspend_and_resolve_once(ledger: Ledger) -> None:
+    for round_ in ledger.rounds:
+        member = await enroll(ledger.database, ledger.service, f"ada-{round_}")
+        await ok(ledger, AdjustPoints(f"top-{round_}", MemberRef(id=member), 250, "top up"))
+        holds = [
+            HoldPoints(f"h{round_}-{i}", MemberRef(id=member), 100, f"cart-{round_}-{i}")
+            for i in range(PARALLEL)
+        ]
+        async with watching(ledger.database, member) as seen:
+            outcomes = await race(ledger, holds)
+
+        assert codes(outcomes) == {"OK": 3, "INSUFFICIENT_POINTS": PARALLEL - 3}
+        assert never_negative(seen)
+        balance = await state(ledger.database, member)
+        assert (balance.available, balance.held) == (50, 300)
+
+        released = 0
+        for hold_id in [o.hold_id for o in outcomes if o.hold_id is not None]:
+            contenders: list[Command] = []
+            for i in range(PARALLEL // 2):
+                contenders.append(CapturePoints(f"c{hold_id}-{i}", hold_id))
+                contenders.append(ReleasePoints(f"r{hold_id}-{i}", hold_id))
+            results = await race(ledger, contenders)
+            assert codes(results) == {"OK": 1, "INVALID_STATE": PARALLEL - 1}
+            captured = any(r.ok for r in results[0::2])
+            async with ledger.database.reading() as session:
+                hold = await session.get(Hold, hold_id)
+                assert hold is not None
+                assert hold.status == (HoldStatus.CAPTURED if captured else HoldStatus.RELEASED)
+            released += not captured
+
+        balance = await state(ledger.database, member)
+        assert (balance.available, balance.held) == (50 + 100 * released, 0)
+        redeems = Entry.member_id == member, Entry.kind == EntryKind.REDEEM
+        assert await count(ledger.database, Entry, *redeems) == 3 - released
+    await invariants(ledger)
+
+
+@both_databases
+async def test_one_enrolment_per_customer_one_earn_per_order(ledger: Ledger) -> None:
+    for round_ in ledger.rounds:
+        customer = f"ada-{round_}"
+        enrolments = await race(
+            ledger, [EnrollMember(f"e{round_}-{i}", customer) for i in range(PARALLEL)]
+        )
+        assert codes(enrolments) == {"OK": 1, "ALREADY_ENROLLED": PARALLEL - 1}
+        assert await count(ledger.database, Member, Member.customer_id == customer) == 1
+
+        order = f"A-{round_}"
+        orders = await race(
+            ledger,
+            [purchase(f"p{round_}-{i}", customer, order, item("25.00")) for i in range(PARALLEL)],
+        )
+        assert codes(orders) == {"OK": 1, "DUPLICATE_ORDER": PARALLEL - 1}
+        assert await count(ledger.database, Order, Order.order_id == order) == 1
+        earns = Entry.order_id == order, Entry.kind == EntryKind.EARN
+        assert await count(ledger.database, Entry, *earns) == 1
+
+        # A new customer reported by many channels at once: enrolled once, earns on each.
+        walk_in = f"walk-in-{round_}"
+        walk_ins = await race(
+            ledger,
             [
-                RedeemReward(f"r{round_}-{i}", MemberRef(id=member), "five-off")
+                purchase(f"w{round_}-{i}", walk_in, f"W{round_}-{i}", item("5.00"))
                 for i in range(PARALLEL)
             ],
         )
-        assert codes(outcomes) == {"OK": 1, "INSUFFICIENT_POINTS": PARALLEL - 1}
-        balance = await state(database, member)
-        assert (balance.available, balance.held) == (0, 0)
-        redeems = (
-            select(func.count())
-            .select_from(Entry)
-            .where(Entry.member_id == member, Entry.kind == EntryKind.REDEEM)
+        assert codes(walk_ins) == {"OK": PARALLEL}
+        (member,) = {o.member_id for o in walk_ins}
+        assert member is not None
+        assert await count(ledger.database, Member, Member.customer_id == walk_in) == 1
+        assert (await state(ledger.database, member)).pending == PARALLEL * 5
+    await invariants(ledger)
+
+
+async def test_forgetting_a_member_amid_its_writes(ledger: Ledger) -> None:
+    """Erasure changes the member row's unique key while other requests spend and earn
+    on the same member: the two must take their locks in one order (no deadlock)."""
+    for round_ in ledger.rounds:
+        member = await enroll(ledger.database, ledger.service, f"ada-{round_}")
+        await ok(ledger, AdjustPoints(f"top-{round_}", MemberRef(id=member), 900, "top up"))
+        ref = MemberRef(id=member)
+        commands: list[Command] = []
+        for i in range(PARALLEL - 1):
+            if i % 2:
+                commands.append(AdjustPoints(f"a{round_}-{i}", ref, 5, "goodwill"))
+            else:
+                commands.append(HoldPoints(f"h{round_}-{i}", ref, 10, f"cart-{round_}-{i}"))
+        commands.insert(PARALLEL // 4, ForgetMember(f"forget-{round_}", ref))
+        outcomes = await race(ledger, commands)
+
+        assert outcomes[PARALLEL // 4].ok
+        assert set(codes(outcomes)) <= {"OK", "UNKNOWN_MEMBER"}
+        async with ledger.database.reading() as session:
+            forgotten = await session.get(Member, member)
+            assert forgotten is not None and forgotten.customer_id == f"forgotten-{member}"
+    await invariants(ledger)
+
+
+async def test_jobs_and_first_purchases_of_referred_members(ledger: Ledger) -> None:
+    """A referred member's first purchase locks two accounts (it pays the referrer too);
+    the scheduled jobs lock many. Both must lock in one order, or they deadlock."""
+    service, clock = ledger.service, ledger.clock
+    for round_ in ledger.rounds:
+        referrer = await enroll(ledger.database, service, f"referrer-{round_}")
+        async with ledger.database.reading() as session:
+            code = (await session.get(Member, referrer)).referral_code  # type: ignore[union-attr]
+        referees = [
+            await enroll(ledger.database, service, f"referee-{round_}-{i}", referral_code=code)
+            for i in range(PARALLEL)
+        ]
+        # Stale holds to release: the referrer's too in even rounds; in odd rounds the
+        # referrer is only reached later, when the jobs expire its signup points.
+        holders = referees + [referrer] * (round_ % 2 == 0)
+        for member in holders:
+            await ok(ledger, HoldPoints(f"hold-{member}", MemberRef(id=member), 50, "cart"))
+        clock.advance(days=366)
+
+        async def jobs(database: Database) -> JobReport:
+            async with database.transaction() as session:
+                return await service.run_jobs(session, "test")
+
+        first_purchases = [
+            purchase(f"buy-{m}", f"referee-{round_}-{i}", f"R-{m}", item("10.00"))
+            for i, m in enumerate(referees)
+        ]
+        purchases, reports = await asyncio.gather(
+            race(ledger, first_purchases), together(jobs(db) for db in ledger.replicas)
         )
-        assert await count(database, redeems) == 1
-    await invariants(database)
 
-
-async def test_one_key_one_effect(racing: tuple[Database, LoyaltyService]) -> None:
-    database, service = racing
-    member = await enroll(database, service, "ada")
-    for round_ in range(rounds(database)):
-        same = AdjustPoints(f"same-{round_}", MemberRef(id=member), 10, "goodwill")
-        outcomes = await race(database, service, [same] * PARALLEL)
-        assert all(o.ok for o in outcomes), codes(outcomes)
-        assert len({o.entry_id for o in outcomes}) == 1
-        assert sum(not o.replayed for o in outcomes) == 1
-        order = purchase(f"buy-{round_}", "ada", f"A-{round_}", item("10.00"))
-        outcomes = await race(database, service, [order] * PARALLEL)
-        assert all(o.ok for o in outcomes) and len({o.entry_id for o in outcomes}) == 1
-    n = rounds(database)
-    assert (await state(database, member)).available == 100 + n * 10
-    assert (await state(database, member)).pending == n * 10
-    assert await count(database, select(func.count()).select_from(Order)) == n
-    await invariants(database)
-
-
-async def test_the_last_unit_goes_to_one_member(racing: tuple[Database, LoyaltyService]) -> None:
-    database, service = racing
-    members = [await enroll(database, service, f"m{i}") for i in range(PARALLEL)]
-    outcomes = await race(
-        database,
-        service,
-        [RedeemReward(f"r{m}", MemberRef(id=m), "last-one") for m in members],
-    )
-    assert codes(outcomes) == {"OK": 1, "OUT_OF_STOCK": PARALLEL - 1}
-    winner = next(o.member_id for o in outcomes if o.ok)
-    for member in members:
-        assert (await state(database, member)).available == (0 if member == winner else 100)
-    async with database.reading() as session:
-        reward = await session.get(Reward, ("test", "last-one"))
-        assert reward is not None and reward.stock == 0
-    await invariants(database)
-
-
-async def test_holds_never_overspend_and_resolve_once(
-    racing: tuple[Database, LoyaltyService],
-) -> None:
-    database, service = racing
-    member = await enroll(database, service, "ada")
-    await run(database, service, AdjustPoints("top", MemberRef(id=member), 200, "top up"))
-    outcomes = await race(
-        database,
-        service,
-        [HoldPoints(f"h{i}", MemberRef(id=member), 100, f"cart-{i}") for i in range(PARALLEL)],
-    )
-    assert codes(outcomes) == {"OK": 3, "INSUFFICIENT_POINTS": PARALLEL - 3}
-    balance = await state(database, member)
-    assert (balance.available, balance.held) == (0, 300)
-    held = [o.hold_id for o in outcomes if o.ok and o.hold_id is not None]
-    for index, hold_id in enumerate(held):
-        contenders: list[Command] = []
-        for i in range(PARALLEL // 2):
-            contenders.append(CapturePoints(f"c{index}-{i}", hold_id))
-            contenders.append(ReleasePoints(f"r{index}-{i}", hold_id))
-        results = await race(database, service, contenders)
-        assert codes(results) == {"OK": 1, "INVALID_STATE": PARALLEL - 1}
-    balance = await state(database, member)
-    assert balance.held == 0 and balance.available in (0, 100, 200, 300)
-    await invariants(database)
-
-
-async def test_one_enrolment_and_one_earn_per_order(
-    racing: tuple[Database, LoyaltyService],
-) -> None:
-    database, service = racing
-    enrolments = await race(
-        database, service, [EnrollMember(f"e{i}", "ada") for i in range(PARALLEL)]
-    )
-    assert codes(enrolments) == {"OK": 1, "ALREADY_ENROLLED": PARALLEL - 1}
-    assert await count(database, select(func.count()).select_from(Member)) == 1
-    orders = await race(
-        database,
-        service,
-        [purchase(f"p{i}", "ada", "A-1", item("25.00")) for i in range(PARALLEL)],
-    )
-    assert codes(orders) == {"OK": 1, "DUPLICATE_ORDER": PARALLEL - 1}
-    # a new customer reported by many channels at once: enrolled once, earns once
-    walk_ins = await race(
-        database,
-        service,
-        [purchase(f"w{i}", "walk-in", f"W-{i}", item("5.00")) for i in range(PARALLEL)],
-    )
-    assert codes(walk_ins) == {"OK": PARALLEL}
-    assert len({o.member_id for o in walk_ins}) == 1
-    walk_in = walk_ins[0].member_id
-    assert walk_in is not None
-    assert (await state(database, walk_in)).pending == PARALLEL * 5
-    await invariants(database)
-
-
-async def test_jobs_on_two_replicas_at_once_do_the_work_once(
-    racing: tuple[Database, LoyaltyService],
-) -> None:
-    database, service = racing
-    member = await enroll(database, service, "ada")
-    for i in range(5):
-        await run(database, service, purchase(f"p{i}", "ada", f"A-{i}", item("10.00")))
-    later = T0 + timedelta(days=15)
-
-    async def jobs() -> int:
-        async with database.transaction() as session:
-            return (await service.run_jobs(session, "test", later)).activated
-
-    activated = await asyncio.gather(*(jobs() for _ in range(4)))
-    assert sum(activated) == 5
-    balance = await state(database, member)
-    assert (balance.available, balance.pending) == (150, 0)
-    await invariants(database)
+        assert codes(purchases) == {"OK": PARALLEL}
+        assert sum(report.holds_released for report in reports) == len(holders)
+        bonuses = Entry.member_id == referrer, Entry.source == "referrer"
+        assert await count(ledger.database, Entry, *bonuses) == PARALLEL
+        balance = await state(ledger.database, referrer)
+        assert (balance.available, balance.held) == (500 * PARALLEL, 0)
+    await invariants(ledger)
