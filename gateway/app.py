@@ -1,22 +1,33 @@
-"""The Starlette application: one database, one authorization server, owned by the lifespan."""
+"""The Starlette application: one database, one authorization server, one HTTP client
+session for outbound calls, and the job scheduler, all owned by the lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
+import aiohttp
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from auth.members import MemberTokenVerifier
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
-from gateway import oauth
+from gateway import oauth, scheduler
+from gateway.graphql import Authenticator, GraphQLEndpoint
+from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from ledger.db import Database
+from ledger.service import LoyaltyService, utcnow
+from schema.root import build_schema
 
 
 async def healthz(request: Request) -> Response:
@@ -35,29 +46,75 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    scheduled_jobs: bool = True,
+) -> Starlette:
     """The gateway for `settings`; programs and the signing key load at start-up."""
-    settings.load_programs()  # a bad program file stops start-up with file, key and reason
+    programs = settings.load_programs()  # a bad file stops start-up with file, key, reason
     key_pem = settings.signing_key_pem()
+    service = LoyaltyService(programs, clock=clock)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database(settings.database_url)
+        http = aiohttp.ClientSession()
+        jobs: asyncio.Task[None] | None = None
         try:
             async with database.transaction() as session:
                 key = await load_signing_key(session, key_pem)
+            with contextlib.suppress(IntegrityError):  # another replica seeded them just now
+                async with database.transaction() as session:
+                    for program_id in programs:
+                        await service.seed_rewards(session, program_id)
+            authorization = AuthorizationServer(TokenIssuer(key, settings.issuer))
+            verifiers = {
+                program.id: MemberTokenVerifier(program.member_tokens, http)
+                for program in programs.values()
+                if program.member_tokens is not None
+            }
             app.state.database = database
-            app.state.authorization = AuthorizationServer(TokenIssuer(key, settings.issuer))
+            app.state.authorization = authorization
+            app.state.authenticator = Authenticator(database, authorization, service, verifiers)
+            if scheduled_jobs:
+                jobs = asyncio.create_task(
+                    scheduler.run_forever(service, database, settings.jobs_interval, clock)
+                )
             yield
         finally:
+            if jobs is not None:
+                jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
+            await http.close()
             await database.dispose()
 
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        *oauth.routes,
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
+    graphql = GraphQLEndpoint(
+        build_schema(introspection=settings.introspection, extensions=[metrics.extension()]),
+        service=service,
+        database=lambda: app.state.database,
+        authenticator=lambda: app.state.authenticator,
+        rate_limiter=RateLimiter(settings.rate_limit),
+        metrics=metrics,
+        introspection=settings.introspection,
+        clock=clock,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.router.routes.extend(
+        [
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            *oauth.routes,
+        ]
+    )
+    return app
 
 
 def from_environment() -> Starlette:

@@ -15,6 +15,7 @@ import uvicorn
 from auth import scopes
 from auth.server import AuthorizationServer, ClientCredentials, load_signing_key
 from auth.tokens import TokenIssuer
+from gateway import scheduler
 from gateway.migrate import upgrade
 from gateway.settings import Settings
 from ledger.db import Database
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--now", type=_parse_now, help="run as of this ISO-8601 time")
     commands.add_parser("demo", help="run the embedded demo on a throwaway database")
+    commands.add_parser("schema", help="print the GraphQL SDL")
     clients = commands.add_parser("clients", help="partner and till clients")
     clients_commands = clients.add_subparsers(dest="clients_command", required=True)
     create = clients_commands.add_parser(
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "clients":
             return create_client(settings, args.program, args.name, args.scopes)
+        elif args.command == "schema":
+            from schema.root import sdl
+
+            sys.stdout.write(sdl())
         elif args.command == "demo":
             from gateway.demo import run_demo
 
@@ -129,15 +135,10 @@ async def run_jobs(settings: Settings, now: datetime | None) -> dict[str, dict[s
     """Run the scheduled work of every program once, each in its own transaction."""
     service = LoyaltyService(settings.load_programs())
     database = Database(settings.database_url)
-    reports = {}
     try:
-        for program_id in service.programs:
-            async with database.transaction() as session:
-                report = await service.run_jobs(session, program_id, now or datetime.now(UTC))
-            reports[program_id] = asdict(report)
+        return await scheduler.run_once(service, database, now or datetime.now(UTC))
     finally:
         await database.dispose()
-    return reports
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 
 from ledger import book, outbox, repository, rules
@@ -38,7 +39,7 @@ from ledger.models import (
     RedemptionStatus,
     Reward,
 )
-from ledger.program import Program
+from ledger.program import Program, Tier
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -287,3 +288,27 @@ async def release_hold(ctx: Context, held: Hold, status: HoldStatus) -> None:
     held.status = status
     held.resolved_at = ctx.now
     _hold_event(ctx, "points.released", held, account)
+
+
+def redeemable_now(
+    rewards: Sequence[Reward],
+    account: Account,
+    tiers: Sequence[Tier],
+    redeemed: dict[str, int],
+) -> list[Reward]:
+    """The rewards the member could redeem now: tier, stock, per-member limit, balance."""
+    rank = rules.tier_rank(tiers, account.tier)
+
+    def within_limit(reward: Reward) -> bool:
+        limit = reward.per_member_limit
+        return limit is None or redeemed.get(reward.id, 0) < limit
+
+    return [
+        reward
+        for reward in rewards
+        if reward.active
+        and (reward.min_tier is None or rank >= rules.tier_rank(tiers, reward.min_tier))
+        and (reward.stock is None or reward.stock > 0)
+        and within_limit(reward)
+        and account.available >= reward.cost
+    ]

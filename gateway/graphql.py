@@ -1,0 +1,258 @@
+"""`/graphql`: GraphQL over HTTP (POST JSON; GET for queries only) and GraphiQL.
+
+Before the schema sees a request: a request id, a cap on the body, the bearer token
+(a partner token of ours or a member token of a program's identity provider), and the
+caller's rate limit. Each operation has a time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from auth.members import IdentityProviderUnavailable, MemberTokenVerifier
+from auth.principals import Anonymous, Partner, Principal, Shopper
+from auth.server import AuthorizationServer
+from auth.tokens import InvalidToken
+from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
+from ledger.db import Database
+from ledger.service import LoyaltyService
+from resolvers.context import Context
+
+log = logging.getLogger("loyalty.graphql")
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_TOKEN_BYTES = 8 * 1024
+OPERATION_TIMEOUT = 15.0
+
+
+class Refusal(Exception):
+    """A request refused before GraphQL runs, answered as a GraphQL error response."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    def response(self, request_id: str) -> Response:
+        body = {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
+        headers = {**self.headers, "X-Request-Id": request_id}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, read only to pick the verifier; nothing is trusted here."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("not a JWT")
+    try:
+        raw = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(raw))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidToken("not a JWT") from None
+    if not isinstance(claims, dict):
+        raise InvalidToken("not a JWT")
+    return claims
+
+
+class Authenticator:
+    """Turns the Authorization header into a principal of one program."""
+
+    def __init__(
+        self,
+        database: Database,
+        authorization: AuthorizationServer,
+        service: LoyaltyService,
+        member_verifiers: Mapping[str, MemberTokenVerifier],
+    ) -> None:
+        self.database = database
+        self.authorization = authorization
+        self.service = service
+        self.member_verifiers = member_verifiers
+
+    async def principal(self, header: str | None) -> Principal:
+        if not header:
+            return Anonymous()
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_BYTES:
+            raise Refusal(401, "UNAUTHENTICATED", "send Authorization: Bearer <token>", _CHALLENGE)
+        try:
+            claims = _unverified_claims(token)
+            if claims.get("iss") == self.authorization.tokens.issuer:
+                return await self._partner(token)
+            return await self._member(token, claims)
+        except IdentityProviderUnavailable as exc:
+            log.warning("member token not checked: %s", exc)
+            raise Refusal(
+                503, "BACKEND_UNAVAILABLE", "the identity provider cannot be reached now"
+            ) from None
+        except InvalidToken as exc:
+            log.info("token refused: %s", exc)
+            raise Refusal(401, "UNAUTHENTICATED", "invalid or expired token", _INVALID) from None
+
+    async def _partner(self, token: str) -> Partner:
+        async with self.database.reading() as session:
+            claims = await self.authorization.verify(session, token)
+        if claims.program_id not in self.service.programs:
+            raise InvalidToken(f"program {claims.program_id!r} is not served here")
+        return Partner(claims.program_id, claims.client_id, claims.scopes, claims.jti)
+
+    async def _member(self, token: str, claims: Mapping[str, Any]) -> Shopper:
+        issuer, audience = claims.get("iss"), claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        for program_id, verifier in self.member_verifiers.items():
+            config = verifier.config
+            if config.issuer == issuer and config.audience in audiences:
+                return Shopper(program_id, await verifier.customer_id(token))
+        raise InvalidToken("no program accepts tokens of this issuer and audience")
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway"'}
+_INVALID = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway", error="invalid_token"'}
+
+
+def _caller(principal: Principal, request: Request) -> str:
+    if isinstance(principal, Partner):
+        return f"client:{principal.client_id}"
+    if isinstance(principal, Shopper):
+        return f"member:{principal.program_id}:{principal.customer_id}"
+    return f"address:{request.client.host if request.client else '-'}"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refusal(400, "BAD_REQUEST", "the client went away")
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class GraphQLEndpoint(GraphQL[Context, None]):
+    """Strawberry's ASGI view behind authentication, body and rate limits."""
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        service: LoyaltyService,
+        database: Callable[[], Database],
+        authenticator: Callable[[], Authenticator],
+        rate_limiter: RateLimiter,
+        metrics: Metrics,
+        introspection: bool,
+        clock: Callable[[], datetime],
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if introspection else None,
+            allow_queries_via_get=True,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
+        self.service = service
+        self.database = database
+        self.authenticator = authenticator
+        self.rate_limiter = rate_limiter
+        self.metrics = metrics
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # subscriptions are not served yet
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        request_id = uuid.uuid4().hex
+        request = Request(scope)
+        try:
+            length = int(request.headers.get("content-length") or 0)
+            if length > MAX_BODY_BYTES:
+                raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
+            body = await _read_body(receive)
+            principal = await self.authenticator().principal(request.headers.get("authorization"))
+            verdict = await self.rate_limiter.hit(_caller(principal, request))
+            if not verdict.allowed:
+                raise Refusal(
+                    429,
+                    "RATE_LIMITED",
+                    "too many requests; retry later",
+                    {"Retry-After": str(verdict.retry_after)},
+                )
+        except ValueError:
+            await self._refuse(Refusal(400, "BAD_REQUEST", "malformed Content-Length"), scope, send)
+            return
+        except Refusal as refusal:
+            await self._refuse(refusal, scope, send, request_id)
+            return
+        state = scope.setdefault("state", {})
+        state.update(principal=principal, request_id=request_id)
+        started: list[bool] = []
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                await self._answer(scope, _replay(body), send, request_id, started)
+        except TimeoutError:
+            if not started:
+                timeout = Refusal(504, "TIMEOUT", f"the operation took over {OPERATION_TIMEOUT} s")
+                await self._refuse(timeout, scope, send, request_id)
+
+    async def _refuse(
+        self, refusal: Refusal, scope: Scope, send: Send, request_id: str = "-"
+    ) -> None:
+        self.metrics.errors.labels(refusal.code).inc()
+        await refusal.response(request_id)(scope, _replay(b""), send)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, started: list[bool]
+    ) -> None:
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.append(True)
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await super().__call__(scope, receive, send_with_id)
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(
+            database=self.database(),
+            service=self.service,
+            principal=request.state.principal,
+            request_id=request.state.request_id,
+            clock=self.clock,
+        )

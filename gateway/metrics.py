@@ -1,0 +1,73 @@
+"""Prometheus metrics: requests by operation name, latency, errors by code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.extensions import SchemaExtension
+
+MAX_OPERATION_LABEL = 64
+MAX_OPERATION_NAMES = 500  # operation names are chosen by callers: bound the labels
+
+
+class Metrics:
+    """One registry per app, so several gateways in one process never collide."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "loyalty_graphql_requests",
+            "GraphQL operations by operation name and type",
+            ["operation", "type"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "loyalty_graphql_duration_seconds",
+            "Time to answer a GraphQL operation",
+            ["type"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "loyalty_graphql_errors",
+            "Errors returned, by code",
+            ["code"],
+            registry=self.registry,
+        )
+
+    def extension(self) -> type[SchemaExtension]:
+        metrics = self
+
+        class OperationMetrics(SchemaExtension):
+            def on_operation(self) -> Iterator[None]:
+                started = time.perf_counter()
+                yield
+                context = self.execution_context
+                try:
+                    kind = context.operation_type.value
+                except RuntimeError:
+                    kind = "unknown"
+                name = metrics.label(context.operation_name)
+                metrics.requests.labels(name, kind).inc()
+                metrics.latency.labels(kind).observe(time.perf_counter() - started)
+                for error in getattr(context.result, "errors", None) or ():
+                    code = (error.extensions or {}).get("code", "UNKNOWN")
+                    metrics.errors.labels(str(code)).inc()
+
+        return OperationMetrics
+
+    def label(self, operation_name: str | None) -> str:
+        name = (operation_name or "anonymous")[:MAX_OPERATION_LABEL]
+        if name not in self.names:
+            if len(self.names) >= MAX_OPERATION_NAMES:
+                return "other"
+            self.names.add(name)
+        return name
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

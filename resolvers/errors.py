@@ -1,0 +1,20 @@
+"""Top-level GraphQL errors with a stable `extensions.code` (DESIGN §4)."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+RATE_LIMITED = "RATE_LIMITED"
+INTERNAL = "INTERNAL"
+
+
+class ApiError(GraphQLError):
+    """An expected refusal (auth, limits, malformed arguments): shown to the caller as is."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, extensions={"code": code})
+        self.code = code

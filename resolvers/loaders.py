@@ -1,0 +1,138 @@
+"""Per-request DataLoaders: every list of members costs one query per field, not one
+query per member. Built by the request's `Context`; results come back in key order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from aiodataloader import DataLoader
+
+from ledger import book, queries
+from ledger.book import Context as LedgerContext
+from ledger.db import Database
+from ledger.models import Account, Entry, EntryKind, Hold, Member, Redemption, Reward
+from ledger.program import Program
+
+K = TypeVar("K")
+V = TypeVar("V")
+EXPIRING_WITHIN = timedelta(days=30)
+
+
+class BatchLoader(DataLoader[K, V], Generic[K, V]):
+    """A DataLoader whose batch is one function call in a reading transaction."""
+
+    def __init__(
+        self, database: Database, fetch: Callable[[Any, list[K]], Awaitable[dict[K, V]]], default: V
+    ) -> None:
+        super().__init__()
+        self.database = database
+        self.fetch = fetch
+        self.default = default
+
+    async def batch_load_fn(self, keys: list[K]) -> list[V]:
+        async with self.database.reading() as session:
+            found = await self.fetch(session, keys)
+        return [found.get(key, self.default) for key in keys]
+
+
+@dataclass(frozen=True)
+class PageKey:
+    """One member's page of a history: newest first, ids below `before`."""
+
+    member_id: int
+    before: int | None
+    limit: int
+    kinds: tuple[EntryKind, ...] = ()
+
+
+class Loaders:
+    """The DataLoaders of one request, for one program."""
+
+    def __init__(self, database: Database, program: Program, clock: Callable[[], datetime]):
+        self.database = database
+        self.program = program
+        self.now = clock()
+        pid = program.id
+
+        def loader(
+            fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]], default: Any = None
+        ) -> Any:
+            return BatchLoader(database, fetch, default)
+
+        self.member_by_id: DataLoader[int, Member | None] = loader(
+            lambda s, ids: queries.members_by_ids(s, pid, ids)
+        )
+        self.any_member_by_id: DataLoader[int, Member | None] = loader(
+            lambda s, ids: queries.members_by_ids(s, pid, ids, forgotten=True)
+        )
+        self.member_by_customer_id: DataLoader[str, Member | None] = loader(
+            lambda s, ids: queries.members_by_customer_ids(s, pid, ids)
+        )
+        self.account_by_member_id: DataLoader[int, Account | None] = loader(
+            lambda s, ids: queries.accounts_by_member_ids(s, pid, ids)
+        )
+        self.qualifying_value: DataLoader[int, int] = loader(self._qualifying, 0)
+        self.expiring_points: DataLoader[int, list[tuple[datetime, int]]] = loader(
+            lambda s, ids: queries.expiring_points(s, ids, self.now, self.now + EXPIRING_WITHIN),
+            [],
+        )
+        self.redemption_counts: DataLoader[int, dict[str, int]] = loader(
+            lambda s, ids: queries.redemption_counts(s, ids), {}
+        )
+        self.transactions: DataLoader[PageKey, list[Entry]] = loader(self._transactions, [])
+        self.redemptions: DataLoader[PageKey, list[Redemption]] = loader(self._redemptions, [])
+        self.reward_by_id: DataLoader[str, Reward | None] = loader(
+            lambda s, ids: queries.rewards_by_ids(s, pid, ids)
+        )
+        self.entry_by_id: DataLoader[int, Entry | None] = loader(
+            lambda s, ids: queries.by_ids(s, Entry, pid, ids)
+        )
+        self.hold_by_id: DataLoader[int, Hold | None] = loader(
+            lambda s, ids: queries.by_ids(s, Hold, pid, ids)
+        )
+        self.redemption_by_id: DataLoader[int, Redemption | None] = loader(
+            lambda s, ids: queries.by_ids(s, Redemption, pid, ids)
+        )
+        self.active_rewards: DataLoader[str, list[Reward]] = loader(self._active_rewards, [])
+
+    async def _qualifying(self, session: Any, member_ids: list[int]) -> dict[int, int]:
+        ctx = LedgerContext(session, self.program, self.now)
+        return await book.qualifying_value(ctx, member_ids)
+
+    async def _active_rewards(self, session: Any, keys: list[str]) -> dict[str, list[Reward]]:
+        rewards = await queries.active_rewards(session, self.program.id)
+        return {key: rewards for key in keys}
+
+    async def _transactions(self, session: Any, keys: list[PageKey]) -> dict[PageKey, list[Entry]]:
+        found: dict[PageKey, list[Entry]] = {}
+        for (before, limit, kinds), group in _grouped(keys).items():
+            pages = await queries.transaction_pages(
+                session, self.program.id, [key.member_id for key in group], kinds, before, limit
+            )
+            found.update({key: pages.get(key.member_id, []) for key in group})
+        return found
+
+    async def _redemptions(
+        self, session: Any, keys: list[PageKey]
+    ) -> dict[PageKey, list[Redemption]]:
+        found: dict[PageKey, list[Redemption]] = {}
+        for (before, limit, _), group in _grouped(keys).items():
+            pages = await queries.redemption_pages(
+                session, self.program.id, [key.member_id for key in group], before, limit
+            )
+            found.update({key: pages.get(key.member_id, []) for key in group})
+        return found
+
+
+def _grouped(
+    keys: Sequence[PageKey],
+) -> dict[tuple[int | None, int, tuple[EntryKind, ...]], list[PageKey]]:
+    """Keys that ask for the same page of different members: one query per group."""
+    groups: dict[tuple[int | None, int, tuple[EntryKind, ...]], list[PageKey]] = defaultdict(list)
+    for key in keys:
+        groups[(key.before, key.limit, key.kinds)].append(key)
+    return groups

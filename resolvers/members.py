@@ -1,0 +1,95 @@
+"""Members: who a reference names, who may see what, and pages of members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auth import scopes
+from auth.principals import Partner, Shopper
+from ledger import queries
+from ledger.commands import MemberRef
+from ledger.models import Member
+from resolvers import pagination
+from resolvers.context import Context
+from resolvers.errors import BAD_USER_INPUT, FORBIDDEN, ApiError
+
+MAX_CUSTOMER_ID = 255
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A MemberRef as the caller sent it: ids are strings on the wire."""
+
+    id: str | None = None
+    customer_id: str | None = None
+
+
+def _member_id(text: str) -> int:
+    """An id that cannot name a member (0) when the text is not one of ours."""
+    return int(text) if text.isdigit() and len(text) <= 18 else 0
+
+
+def target(ctx: Context, ref: Reference | None) -> MemberRef:
+    """The member a write is about. A member token may omit the reference (itself) or
+    name itself; naming anyone else is FORBIDDEN, whether or not they exist."""
+    principal = ctx.principal
+    if isinstance(principal, Shopper):
+        if ref is None or ref.customer_id == principal.customer_id:
+            return MemberRef(customer_id=principal.customer_id)
+        raise ApiError("a member token reaches only its own member", FORBIDDEN)
+    if ref is None:
+        raise ApiError("member is required with a partner token", BAD_USER_INPUT)
+    if (ref.id is None) == (ref.customer_id is None):
+        raise ApiError("give exactly one of id and customerId", BAD_USER_INPUT)
+    if ref.id is not None:
+        return MemberRef(id=_member_id(ref.id))
+    return MemberRef(customer_id=ref.customer_id)
+
+
+async def find(ctx: Context, ref: Reference | None) -> Member | None:
+    """The member a reference names in the caller's program, or None."""
+    principal = ctx.principal
+    if isinstance(principal, Shopper) and ref is not None and ref.id is not None:
+        me = await ctx.loaders.member_by_customer_id.load(principal.customer_id)
+        if me is None or str(me.id) != ref.id:
+            raise ApiError("a member token reaches only its own member", FORBIDDEN)
+        return me
+    named = target(ctx, ref)
+    if named.id is not None:
+        return await ctx.loaders.member_by_id.load(named.id)
+    assert named.customer_id is not None
+    if len(named.customer_id) > MAX_CUSTOMER_ID:
+        return None
+    return await ctx.loaders.member_by_customer_id.load(named.customer_id)
+
+
+async def me(ctx: Context) -> Member | None:
+    principal = ctx.principal
+    if not isinstance(principal, Shopper):
+        raise ApiError("me needs a member token", FORBIDDEN)
+    return await ctx.loaders.member_by_customer_id.load(principal.customer_id)
+
+
+def may_see_personal_data(ctx: Context, member: Member) -> bool:
+    principal = ctx.principal
+    if isinstance(principal, Partner):
+        return scopes.MEMBERS_PII in principal.scopes
+    if isinstance(principal, Shopper):
+        return principal.customer_id == member.customer_id
+    return False
+
+
+def personal(ctx: Context, member: Member, value: str | None) -> str | None:
+    if not may_see_personal_data(ctx, member):
+        raise ApiError("email and name need members:pii or the member's own token", FORBIDDEN)
+    return value
+
+
+async def members_page(
+    ctx: Context, first: int | None, after: str | None, tier: str | None
+) -> pagination.Page[Member]:
+    size = pagination.page_size(first)
+    after_id = pagination.decode_int("member", after)
+    async with ctx.database.reading() as session:
+        rows = await queries.members_page(session, ctx.program_id, tier, after_id, size + 1)
+    return pagination.page("member", rows, size)

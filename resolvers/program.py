@@ -1,0 +1,31 @@
+"""The program: its tiers, its numbers, and a member's data export."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from ledger import queries
+from ledger.errors import UnknownMember
+from ledger.queries import ProgramStats
+from resolvers.context import Context
+from resolvers.errors import ApiError
+from resolvers.members import Reference, target
+
+ACTIVE_WITHIN = timedelta(days=30)
+
+
+async def stats(ctx: Context) -> ProgramStats:
+    async with ctx.database.reading() as session:
+        return await queries.program_stats(session, ctx.program, ctx.clock() - ACTIVE_WITHIN)
+
+
+async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:
+    named = target(ctx, ref)
+    async with ctx.database.reading() as session:
+        try:
+            return await ctx.service.export_member(
+                session, ctx.program_id, named.id, named.customer_id
+            )
+        except UnknownMember:
+            raise ApiError("no such member in this program", "UNKNOWN_MEMBER") from None

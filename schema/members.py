@@ -1,0 +1,252 @@
+"""Members: the member type that unifies points, tier, history and rewards, and the
+queries and writes on members."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TypeVar
+
+import strawberry
+from strawberry.scalars import JSON
+
+from auth import scopes
+from auth.permissions import needs
+from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember
+from ledger.models import Member as MemberModel
+from resolvers import members as resolve
+from resolvers import points as points_resolvers
+from resolvers import program as program_resolvers
+from resolvers import rewards as rewards_resolvers
+from resolvers import writes
+from resolvers.context import Context
+from schema.errors import UserError, user_errors
+from schema.pagination import Connection, connection
+from schema.points import (
+    Points,
+    PointsExpiry,
+    TierStatus,
+    Transaction,
+    TransactionConnection,
+    TransactionKind,
+)
+from schema.program import tier
+from schema.rewards import Redemption, RedemptionConnection, Reward
+
+
+@strawberry.input(description="Exactly one of id and customerId. Omit it with a member token: me.")
+class MemberRef:
+    id: strawberry.ID | None = None
+    customer_id: str | None = None
+
+    def reference(self) -> resolve.Reference:
+        return resolve.Reference(
+            id=str(self.id) if self.id is not None else None, customer_id=self.customer_id
+        )
+
+
+@strawberry.type
+class Member:
+    model: strawberry.Private[MemberModel]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.model.id))
+
+    @strawberry.field
+    def customer_id(self) -> str:
+        return self.model.customer_id
+
+    @strawberry.field(description="members:pii, or the member itself")
+    def email(self, info: strawberry.Info[Context]) -> str | None:
+        return resolve.personal(info.context, self.model, self.model.email)
+
+    @strawberry.field(description="members:pii, or the member itself")
+    def name(self, info: strawberry.Info[Context]) -> str | None:
+        return resolve.personal(info.context, self.model, self.model.name)
+
+    @strawberry.field
+    def enrolled_at(self) -> datetime:
+        return self.model.enrolled_at
+
+    @strawberry.field
+    def referral_code(self) -> str:
+        return self.model.referral_code
+
+    @strawberry.field
+    async def points(self, info: strawberry.Info[Context]) -> Points:
+        ctx = info.context
+        balance = await points_resolvers.balance(ctx, self.model)
+        expiring = await points_resolvers.expiring_soon(ctx, self.model.id)
+        return Points(
+            available=balance.available,
+            pending=balance.pending,
+            held=balance.held,
+            lifetime_earned=balance.lifetime_earned,
+            expiring_soon=[
+                PointsExpiry(points=e.points, expires_at=e.expires_at) for e in expiring
+            ],
+        )
+
+    @strawberry.field
+    async def tier(self, info: strawberry.Info[Context]) -> TierStatus:
+        standing = await points_resolvers.standing(info.context, self.model)
+        return TierStatus(
+            current=tier(standing.current),
+            next=tier(standing.next) if standing.next else None,
+            qualifying_value=standing.qualifying_value,
+            to_next=standing.to_next,
+        )
+
+    @strawberry.field(description="Newest first.")
+    async def transactions(
+        self,
+        info: strawberry.Info[Context],
+        first: int | None = 20,
+        after: str | None = None,
+        kinds: list[TransactionKind] | None = None,  # type: ignore[valid-type]
+    ) -> TransactionConnection:
+        page = await points_resolvers.transactions(info.context, self.model, first, after, kinds)
+        return connection(page, Transaction.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Redeemable now: tier, stock, per-member limit, balance.")
+    async def available_rewards(self, info: strawberry.Info[Context]) -> list[Reward]:
+        rewards = await rewards_resolvers.available_rewards(info.context, self.model)
+        return [Reward.of(reward) for reward in rewards]
+
+    @strawberry.field(description="Newest first.")
+    async def redemptions(
+        self, info: strawberry.Info[Context], first: int | None = 20, after: str | None = None
+    ) -> RedemptionConnection:
+        page = await rewards_resolvers.redemptions(info.context, self.model, first, after)
+        return connection(page, Redemption.of)  # type: ignore[no-any-return]
+
+
+MemberConnection = Connection[Member]
+
+
+def member(model: MemberModel | None) -> Member | None:
+    return Member(model=model) if model is not None else None
+
+
+@strawberry.input
+class EnrollMemberInput:
+    idempotency_key: str
+    customer_id: str
+    email: str | None = None
+    name: str | None = None
+    birthday: date | None = None
+    referral_code: str | None = None
+
+
+@strawberry.input
+class UpdateMemberInput:
+    idempotency_key: str
+    member: MemberRef | None = None
+    email: str | None = None
+    name: str | None = None
+    birthday: date | None = None
+
+
+@strawberry.input
+class ForgetMemberInput:
+    idempotency_key: str
+    member: MemberRef
+
+
+@strawberry.type
+class MemberPayload:
+    member: Member | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class EnrollMemberPayload(MemberPayload):
+    pass
+
+
+@strawberry.type
+class UpdateMemberPayload(MemberPayload):
+    pass
+
+
+@strawberry.type
+class ForgetMemberPayload(MemberPayload):
+    pass
+
+
+P = TypeVar("P", bound=MemberPayload)
+
+
+async def _payload(ctx: Context, kind: type[P], outcome: Outcome) -> P:
+    found = None
+    if outcome.member_id is not None and outcome.ok:
+        found = await ctx.loaders.any_member_by_id.load(outcome.member_id)
+    return kind(member=member(found), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class MembersQuery:
+    @strawberry.field(extensions=needs(None, member=True, partner=False))
+    async def me(self, info: strawberry.Info[Context]) -> Member | None:
+        """The member signed in with a member token."""
+        return member(await resolve.me(info.context))
+
+    @strawberry.field(extensions=needs(scopes.MEMBERS_READ, member=True))
+    async def member(self, info: strawberry.Info[Context], ref: MemberRef) -> Member | None:
+        return member(await resolve.find(info.context, ref.reference()))
+
+    @strawberry.field(extensions=needs(scopes.MEMBERS_READ))
+    async def members(
+        self,
+        info: strawberry.Info[Context],
+        first: int | None = 20,
+        after: str | None = None,
+        tier: str | None = None,
+    ) -> MemberConnection:
+        page = await resolve.members_page(info.context, first, after, tier)
+        return connection(page, lambda model: Member(model=model))  # type: ignore[no-any-return]
+
+    @strawberry.field(extensions=needs(scopes.MEMBERS_PII), description="GDPR export.")
+    async def export_member(self, info: strawberry.Info[Context], ref: MemberRef) -> JSON:
+        return await program_resolvers.export_member(info.context, ref.reference())  # type: ignore[return-value]
+
+
+@strawberry.type
+class MembersMutation:
+    @strawberry.mutation(extensions=needs(scopes.MEMBERS_WRITE))
+    async def enroll_member(
+        self, info: strawberry.Info[Context], input: EnrollMemberInput
+    ) -> EnrollMemberPayload:
+        command = EnrollMember(
+            input.idempotency_key,
+            input.customer_id,
+            email=input.email,
+            name=input.name,
+            birthday=input.birthday,
+            referral_code=input.referral_code,
+        )
+        outcome = await writes.execute(info.context, command)
+        return await _payload(info.context, EnrollMemberPayload, outcome)
+
+    @strawberry.mutation(extensions=needs(scopes.MEMBERS_WRITE, member=True))
+    async def update_member(
+        self, info: strawberry.Info[Context], input: UpdateMemberInput
+    ) -> UpdateMemberPayload:
+        ctx = info.context
+        ref = input.member.reference() if input.member else None
+        command = UpdateMember(
+            input.idempotency_key,
+            resolve.target(ctx, ref),
+            email=input.email,
+            name=input.name,
+            birthday=input.birthday,
+        )
+        return await _payload(ctx, UpdateMemberPayload, await writes.execute(ctx, command))
+
+    @strawberry.mutation(extensions=needs(scopes.MEMBERS_WRITE), description="GDPR erasure.")
+    async def forget_member(
+        self, info: strawberry.Info[Context], input: ForgetMemberInput
+    ) -> ForgetMemberPayload:
+        ctx = info.context
+        command = ForgetMember(input.idempotency_key, resolve.target(ctx, input.member.reference()))
+        return await _payload(ctx, ForgetMemberPayload, await writes.execute(ctx, command))
