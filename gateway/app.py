@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from ledger.db import Database
+from ledger.program import Program
 from ledger.service import LoyaltyService, utcnow
 from schema.root import build_schema
 
@@ -51,9 +52,12 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     scheduled_jobs: bool = True,
+    programs: Mapping[str, Program] | None = None,
 ) -> Starlette:
-    """The gateway for `settings`; programs and the signing key load at start-up."""
-    programs = settings.load_programs()  # a bad file stops start-up with file, key, reason
+    """The gateway for `settings`; programs and the signing key load at start-up.
+    `programs` replaces the program files (tests, the demo)."""
+    if programs is None:
+        programs = settings.load_programs()  # a bad file stops start-up: file, key, reason
     key_pem = settings.signing_key_pem()
     service = LoyaltyService(programs, clock=clock)
     metrics = Metrics()
