@@ -6,11 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest bench clean
 
+AUDIT := tests/audit/node_modules/.installed
+
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# graphql-http's audit of the GraphQL-over-HTTP spec, run by the test suite (pinned).
+$(AUDIT): tests/audit/package.json tests/audit/package-lock.json
+	npm ci --prefix tests/audit --no-audit --no-fund --loglevel=error
+	touch $(AUDIT)
 
 demo: $(STAMP)
 	$(BIN)/loyalty-gateway demo
@@ -24,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AUDIT)
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -29,13 +29,17 @@ def _member_id(text: str) -> int:
     return int(text) if text.isdigit() and len(text) <= 18 else 0
 
 
-def target(ctx: Context, ref: Reference | None) -> MemberRef:
+async def target(ctx: Context, ref: Reference | None) -> MemberRef:
     """The member a write is about. A member token may omit the reference (itself) or
     name itself; naming anyone else is FORBIDDEN, whether or not they exist."""
     principal = ctx.principal
     if isinstance(principal, Shopper):
         if ref is None or ref.customer_id == principal.customer_id:
             return MemberRef(customer_id=principal.customer_id)
+        if ref.id is not None and ref.customer_id is None:
+            me = await ctx.loaders.member_by_customer_id.load(principal.customer_id)
+            if me is not None and str(me.id) == ref.id:
+                return MemberRef(customer_id=principal.customer_id)
         raise ApiError("a member token reaches only its own member", FORBIDDEN)
     if ref is None:
         raise ApiError("member is required with a partner token", BAD_USER_INPUT)
@@ -48,13 +52,7 @@ def target(ctx: Context, ref: Reference | None) -> MemberRef:
 
 async def find(ctx: Context, ref: Reference | None) -> Member | None:
     """The member a reference names in the caller's program, or None."""
-    principal = ctx.principal
-    if isinstance(principal, Shopper) and ref is not None and ref.id is not None:
-        me = await ctx.loaders.member_by_customer_id.load(principal.customer_id)
-        if me is None or str(me.id) != ref.id:
-            raise ApiError("a member token reaches only its own member", FORBIDDEN)
-        return me
-    named = target(ctx, ref)
+    named = await target(ctx, ref)
     if named.id is not None:
         return await ctx.loaders.member_by_id.load(named.id)
     assert named.customer_id is not None

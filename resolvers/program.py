@@ -21,7 +21,7 @@ async def stats(ctx: Context) -> ProgramStats:
 
 
 async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:
-    named = target(ctx, ref)
+    named = await target(ctx, ref)
     async with ctx.database.reading() as session:
         try:
             return await ctx.service.export_member(

@@ -236,7 +236,7 @@ class MembersMutation:
         ref = input.member.reference() if input.member else None
         command = UpdateMember(
             input.idempotency_key,
-            resolve.target(ctx, ref),
+            await resolve.target(ctx, ref),
             email=input.email,
             name=input.name,
             birthday=input.birthday,
@@ -248,5 +248,7 @@ class MembersMutation:
         self, info: strawberry.Info[Context], input: ForgetMemberInput
     ) -> ForgetMemberPayload:
         ctx = info.context
-        command = ForgetMember(input.idempotency_key, resolve.target(ctx, input.member.reference()))
+        command = ForgetMember(
+            input.idempotency_key, await resolve.target(ctx, input.member.reference())
+        )
         return await _payload(ctx, ForgetMemberPayload, await writes.execute(ctx, command))

@@ -180,14 +180,14 @@ async def _payload(ctx: Context, kind: type[P], outcome: Outcome) -> P:
     )
 
 
-def _purchase(ctx: Context, data: PurchaseInput) -> RecordPurchase:
+async def _purchase(ctx: Context, data: PurchaseInput) -> RecordPurchase:
     lines = tuple(
         Line(line.sku, line.category, line.quantity, line.unit_price, line.discount or Decimal(0))
         for line in data.lines
     )
     return RecordPurchase(
         data.idempotency_key,
-        members_resolvers.target(ctx, data.member.reference()),
+        await members_resolvers.target(ctx, data.member.reference()),
         data.order_id,
         data.currency,
         lines,
@@ -203,7 +203,7 @@ class PointsMutation:
         self, info: strawberry.Info[Context], input: PurchaseInput
     ) -> RecordPurchasePayload:
         ctx = info.context
-        outcome = await writes.execute(ctx, _purchase(ctx, input))
+        outcome = await writes.execute(ctx, await _purchase(ctx, input))
         return await _payload(ctx, RecordPurchasePayload, outcome)
 
     @strawberry.mutation(
@@ -214,7 +214,7 @@ class PointsMutation:
         self, info: strawberry.Info[Context], inputs: list[PurchaseInput]
     ) -> list[RecordPurchasePayload]:
         ctx = info.context
-        outcomes = await writes.execute_batch(ctx, [_purchase(ctx, data) for data in inputs])
+        outcomes = await writes.execute_batch(ctx, [await _purchase(ctx, data) for data in inputs])
         return [await _payload(ctx, RecordPurchasePayload, outcome) for outcome in outcomes]
 
     @strawberry.mutation(extensions=needs(scopes.POINTS_WRITE))
@@ -224,7 +224,7 @@ class PointsMutation:
         ctx = info.context
         command = RecordAction(
             input.idempotency_key,
-            members_resolvers.target(ctx, input.member.reference()),
+            await members_resolvers.target(ctx, input.member.reference()),
             input.type,
             occurred_at=input.occurred_at,
             reference=input.reference,
@@ -251,7 +251,7 @@ class PointsMutation:
         ctx = info.context
         command = AdjustPoints(
             input.idempotency_key,
-            members_resolvers.target(ctx, input.member.reference()),
+            await members_resolvers.target(ctx, input.member.reference()),
             input.points,
             input.reason,
             allow_negative_balance=bool(input.allow_negative_balance),

@@ -273,7 +273,7 @@ class RewardsMutation:
         ctx = info.context
         ref = input.member.reference() if input.member else None
         command = RedeemReward(
-            input.idempotency_key, members_resolvers.target(ctx, ref), str(input.reward_id)
+            input.idempotency_key, await members_resolvers.target(ctx, ref), str(input.reward_id)
         )
         return await _redemption(ctx, RedeemRewardPayload, await writes.execute(ctx, command))
 
@@ -300,7 +300,10 @@ class RewardsMutation:
         ctx = info.context
         ref = input.member.reference() if input.member else None
         command = HoldPoints(
-            input.idempotency_key, members_resolvers.target(ctx, ref), input.points, input.order_id
+            input.idempotency_key,
+            await members_resolvers.target(ctx, ref),
+            input.points,
+            input.order_id,
         )
         return await _hold(ctx, HoldPointsPayload, await writes.execute(ctx, command))
 

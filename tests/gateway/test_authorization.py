@@ -1,0 +1,351 @@
+"""The authorization matrix: every mutation and protected query as anonymous, with a
+token lacking the scope, with a token of another program, as another member, and as an
+allowed caller. A denial changes nothing (the program's rows compared before and
+after); the allowed call succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from auth import scopes
+from ledger.models import (
+    Account,
+    Entry,
+    Hold,
+    IdempotencyRecord,
+    Member,
+    Order,
+    OutboxEvent,
+    Redemption,
+    Reward,
+)
+from tests.support.gateway import Gateway, gateway_program, running_gateway
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+TABLES = [Member, Account, Entry, Order, Hold, Redemption, Reward, IdempotencyRecord, OutboxEvent]
+
+
+@dataclass
+class Setup:
+    ada: str  # member id of the victim
+    hold: str
+    redemption: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    document: str
+    variables: Any  # Setup -> dict
+    scope: str
+    member_self: bool = False  # "or the member itself"
+    query: bool = False
+    other_member: Any = None  # Setup -> variables naming ada, for a member token of bob
+    result_path: list[str] = field(default_factory=list)
+
+
+def ref(s: Setup) -> dict[str, str]:
+    return {"id": s.ada}
+
+
+OPERATIONS = [
+    Operation(
+        "enrollMember",
+        "mutation($i: EnrollMemberInput!) { enrollMember(input: $i) { member { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "customerId": "new"}},
+        scopes.MEMBERS_WRITE,
+    ),
+    Operation(
+        "updateMember",
+        "mutation($i: UpdateMemberInput!) { updateMember(input: $i) { member { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s), "name": "X"}},
+        scopes.MEMBERS_WRITE,
+        member_self=True,
+    ),
+    Operation(
+        "forgetMember",
+        "mutation($i: ForgetMemberInput!) { forgetMember(input: $i) { member { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s)}},
+        scopes.MEMBERS_WRITE,
+    ),
+    Operation(
+        "recordPurchase",
+        "mutation($i: PurchaseInput!) { recordPurchase(input: $i) { transaction { id } userErrors { code } } }",
+        lambda s: {
+            "i": {
+                "idempotencyKey": "k",
+                "member": ref(s),
+                "orderId": "O2",
+                "currency": "USD",
+                "lines": [{"quantity": 1, "unitPrice": "10.00"}],
+            }
+        },
+        scopes.POINTS_WRITE,
+    ),
+    Operation(
+        "recordPurchases",
+        "mutation($i: [PurchaseInput!]!) { recordPurchases(inputs: $i) { transaction { id } userErrors { code } } }",
+        lambda s: {
+            "i": [
+                {
+                    "idempotencyKey": "k",
+                    "member": ref(s),
+                    "orderId": "O2",
+                    "currency": "USD",
+                    "lines": [{"quantity": 1, "unitPrice": "10.00"}],
+                }
+            ]
+        },
+        scopes.POINTS_WRITE,
+    ),
+    Operation(
+        "recordAction",
+        "mutation($i: ActionInput!) { recordAction(input: $i) { transaction { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s), "type": "product_review"}},
+        scopes.POINTS_WRITE,
+    ),
+    Operation(
+        "refundPurchase",
+        "mutation($i: RefundInput!) { refundPurchase(input: $i) { transaction { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "orderId": "O1", "amount": "10.00"}},
+        scopes.POINTS_WRITE,
+    ),
+    Operation(
+        "adjustPoints",
+        "mutation($i: AdjustPointsInput!) { adjustPoints(input: $i) { transaction { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s), "points": 5, "reason": "r"}},
+        scopes.POINTS_ADJUST,
+    ),
+    Operation(
+        "redeemReward",
+        "mutation($i: RedeemRewardInput!) { redeemReward(input: $i) { redemption { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s), "rewardId": "five-off"}},
+        scopes.REWARDS_REDEEM,
+        member_self=True,
+    ),
+    Operation(
+        "useRedemption",
+        "mutation($i: UseRedemptionInput!) { useRedemption(input: $i) { redemption { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "code": s.code}},
+        scopes.REWARDS_REDEEM,
+    ),
+    Operation(
+        "cancelRedemption",
+        "mutation($i: CancelRedemptionInput!) { cancelRedemption(input: $i) { redemption { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "redemptionId": s.redemption}},
+        scopes.REWARDS_REDEEM,
+    ),
+    Operation(
+        "holdPoints",
+        "mutation($i: HoldPointsInput!) { holdPoints(input: $i) { hold { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "member": ref(s), "points": 10, "orderId": "cart"}},
+        scopes.REWARDS_REDEEM,
+        member_self=True,
+    ),
+    Operation(
+        "capturePoints",
+        "mutation($i: CapturePointsInput!) { capturePoints(input: $i) { hold { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "holdId": s.hold}},
+        scopes.REWARDS_REDEEM,
+    ),
+    Operation(
+        "releasePoints",
+        "mutation($i: ReleasePointsInput!) { releasePoints(input: $i) { hold { id } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "holdId": s.hold}},
+        scopes.REWARDS_REDEEM,
+        member_self=True,
+    ),
+    Operation(
+        "upsertReward",
+        "mutation($i: RewardInput!) { upsertReward(input: $i) { reward { id } userErrors { code } } }",
+        lambda s: {"i": {"id": "five-off", "name": "Changed", "cost": 1}},
+        scopes.REWARDS_MANAGE,
+    ),
+    Operation(
+        "member",
+        "query($r: MemberRef!) { member(ref: $r) { id points { available } } }",
+        lambda s: {"r": ref(s)},
+        scopes.MEMBERS_READ,
+        member_self=True,
+        query=True,
+    ),
+    Operation(
+        "members",
+        "{ members { edges { node { id } } } }",
+        lambda s: {},
+        scopes.MEMBERS_READ,
+        query=True,
+    ),
+    Operation(
+        "programStats",
+        "{ programStats { members } }",
+        lambda s: {},
+        scopes.ANALYTICS_READ,
+        query=True,
+    ),
+    Operation(
+        "exportMember",
+        "query($r: MemberRef!) { exportMember(ref: $r) }",
+        lambda s: {"r": ref(s)},
+        scopes.MEMBERS_PII,
+        query=True,
+    ),
+    Operation(
+        "rewards",
+        "{ rewards { edges { node { id } } } }",
+        lambda s: {},
+        scopes.REWARDS_READ,
+        member_self=True,
+        query=True,
+    ),
+]
+
+
+async def snapshot(gw: Gateway) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the test program, every column."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with gw.database.reading() as session:
+        for model in TABLES:
+            table: Any = model.__table__
+            query = select(table)
+            if "program_id" in table.c:
+                query = query.where(table.c.program_id == "test")
+            result = await session.execute(query)
+            rows[table.name] = sorted(tuple(map(repr, row)) for row in result)
+    return rows
+
+
+@pytest.fixture
+async def gw(database_url: str) -> AsyncIterator[Gateway]:
+    async with running_gateway(database_url, more_programs=[]) as gateway:
+        other = gateway_program(gateway.identity.url, id="other")
+        gateway.app.state.service.programs["other"] = other
+        async with gateway.database.transaction() as session:
+            await gateway.app.state.service.seed_rewards(session, "other")
+        yield gateway
+
+
+async def prepare(gw: Gateway) -> Setup:
+    async def run(document: str, variables: dict[str, Any]) -> Any:
+        data = await gw.partner(document, variables)
+        payload = next(iter(data.values()))
+        assert payload["userErrors"] == [], payload
+        return payload
+
+    ada = (await run(OPERATIONS[0].document, {"i": {"idempotencyKey": "s1", "customerId": "ada"}}))[
+        "member"
+    ]["id"]
+    await run(OPERATIONS[0].document, {"i": {"idempotencyKey": "s2", "customerId": "bob"}})
+    await run(
+        OPERATIONS[7].document,
+        {"i": {"idempotencyKey": "s3", "member": {"id": ada}, "points": 2000, "reason": "r"}},
+    )
+    await run(
+        OPERATIONS[3].document,
+        {
+            "i": {
+                "idempotencyKey": "s4",
+                "member": {"id": ada},
+                "orderId": "O1",
+                "currency": "USD",
+                "lines": [{"quantity": 1, "unitPrice": "50.00"}],
+            }
+        },
+    )
+    hold = (
+        await run(
+            OPERATIONS[11].document,
+            {"i": {"idempotencyKey": "s5", "member": {"id": ada}, "points": 10, "orderId": "c1"}},
+        )
+    )["hold"]["id"]
+    redeemed = await gw.partner(
+        "mutation($i: RedeemRewardInput!) { redeemReward(input: $i) { redemption { id code } userErrors { code } } }",
+        {"i": {"idempotencyKey": "s6", "member": {"id": ada}, "rewardId": "five-off"}},
+    )
+    redemption = redeemed["redeemReward"]["redemption"]
+    return Setup(ada, hold, redemption["id"], redemption["code"])
+
+
+def outcome(response: Any) -> tuple[list[str], Any]:
+    """Top-level error codes, and the operation's data."""
+    data = response.body.get("data") or {}
+    return response.codes, next(iter(data.values()), None) if data else None
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.name)
+async def test_authorization_matrix(gw: Gateway, operation: Operation) -> None:
+    setup = await prepare(gw)
+    variables = operation.variables(setup)
+    before = await snapshot(gw)
+
+    async def denied(token: str | None, expected_codes: list[str]) -> Any:
+        response = await gw.graphql(operation.document, variables, token)
+        codes, data = outcome(response)
+        assert response.status == 200, response.body
+        assert codes == expected_codes, response.body
+        assert await snapshot(gw) == before, "a denied call changed the ledger"
+        return data
+
+    # No token at all.
+    await denied(None, ["UNAUTHENTICATED"])
+    # Every scope but the one needed.
+    await denied(await gw.token(scopes.ALL - {operation.scope}), ["FORBIDDEN"])
+    # Bob's member token, naming Ada (or, where members may not go, anything).
+    bob = gw.member_token("bob")
+    if operation.member_self and operation.name not in {"rewards"}:
+        if operation.name == "releasePoints":
+            data = await denied(bob, [])
+            assert data["userErrors"] == [{"code": "UNKNOWN_HOLD"}]
+        else:
+            await denied(bob, ["FORBIDDEN"])
+    elif not operation.member_self:
+        await denied(bob, ["FORBIDDEN"])
+    # A partner of another program with every scope: Ada's ids resolve as not found.
+    response = await gw.graphql(
+        operation.document, variables, await gw.token(scopes.ALL, program="other")
+    )
+    codes, data = outcome(response)
+    assert await snapshot(gw) == before, "another program's token changed this program"
+    if operation.query:
+        if operation.name == "exportMember":
+            assert codes == ["UNKNOWN_MEMBER"]
+        elif operation.name == "member":
+            assert (codes, data) == ([], None)
+        elif operation.name == "members":
+            assert data == {"edges": []}
+        elif operation.name == "programStats":
+            assert data == {"members": 0}
+    elif operation.name not in {"enrollMember", "upsertReward"}:
+        # Writes on Ada's ids or codes from another program: not found, nothing written.
+        assert codes == [], response.body
+        errors = data[0]["userErrors"] if isinstance(data, list) else data["userErrors"]
+        assert [e["code"] for e in errors] and errors[0]["code"].startswith("UNKNOWN"), data
+
+    # Allowed: exactly the scope needed.
+    response = await gw.graphql(operation.document, variables, await gw.token({operation.scope}))
+    codes, data = outcome(response)
+    assert codes == [], response.body
+    if operation.query:
+        assert data is not None and data != {"edges": []}
+    else:
+        payload = data[0] if isinstance(data, list) else data
+        assert payload["userErrors"] == [], payload
+    if operation.member_self and operation.name not in {"rewards"}:
+        ada = await gw.partner(
+            "query($r: MemberRef!) { member(ref: $r) { customerId } }", {"r": {"id": setup.ada}}
+        )
+        own = {**variables}
+        if operation.name == "member":
+            own = {"r": {"customerId": "ada"}}
+        response = await gw.graphql(
+            operation.document, own, gw.member_token(ada["member"]["customerId"])
+        )
+        assert response.codes == [], response.body
