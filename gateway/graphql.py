@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from auth.members import IdentityProviderUnavailable, MemberTokenVerifier
 from auth.principals import Anonymous, Partner, Principal, Shopper
@@ -32,6 +34,7 @@ from gateway.ratelimit import RateLimiter
 from ledger.db import Database
 from ledger.service import LoyaltyService
 from resolvers.context import Context
+from schema.extensions import coded
 
 log = logging.getLogger("loyalty.graphql")
 
@@ -247,6 +250,14 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             await send(message)
 
         await super().__call__(scope, receive, send_with_id)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Every error with a code, the unexpected masked; counted by code."""
+        if result.errors:
+            result.errors = coded(result.errors, request.state.request_id)
+            for error in result.errors:
+                self.metrics.errors.labels(str((error.extensions or {}).get("code"))).inc()
+        return await super().process_result(request, result)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(

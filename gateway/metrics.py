@@ -55,9 +55,6 @@ class Metrics:
                 name = metrics.label(context.operation_name)
                 metrics.requests.labels(name, kind).inc()
                 metrics.latency.labels(kind).observe(time.perf_counter() - started)
-                for error in getattr(context.result, "errors", None) or ():
-                    code = (error.extensions or {}).get("code", "UNKNOWN")
-                    metrics.errors.labels(str(code)).inc()
 
         return OperationMetrics
 

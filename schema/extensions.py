@@ -162,42 +162,35 @@ def _code(error: GraphQLError) -> str:
     return "GRAPHQL_VALIDATION_FAILED"
 
 
-class ErrorCodes(SchemaExtension):
+def coded(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
     """Every error leaves with `extensions.code`. Unexpected ones are logged with the
     request id and masked as INTERNAL, carrying that id."""
+    return [_coded(error, request_id) for error in errors]
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if not errors:
-            return
-        request_id = getattr(self.execution_context.context, "request_id", "-")
-        result.errors = [self._coded(error, request_id) for error in errors]  # type: ignore[union-attr]
 
-    def _coded(self, error: GraphQLError, request_id: str) -> GraphQLError:
-        if _unexpected(error):
-            log.error(
-                "request %s: unexpected error at %s",
-                request_id,
-                error.path,
-                exc_info=error.original_error,
-            )
-            return GraphQLError(
-                "Internal error",
-                nodes=error.nodes,
-                path=error.path,
-                extensions={"code": INTERNAL, "requestId": request_id},
-            )
-        if error.extensions and "code" in error.extensions:
-            return error
-        extensions = {**(error.extensions or {}), "code": _code(error)}
-        return GraphQLError(
-            error.message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            original_error=error.original_error,
-            extensions=extensions,
+def _coded(error: GraphQLError, request_id: str) -> GraphQLError:
+    if _unexpected(error):
+        log.error(
+            "request %s: unexpected error at %s",
+            request_id,
+            error.path,
+            exc_info=error.original_error,
         )
+        return GraphQLError(
+            "Internal error",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": INTERNAL, "requestId": request_id},
+        )
+    if error.extensions and "code" in error.extensions:
+        return error
+    extensions = {**(error.extensions or {}), "code": _code(error)}
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions=extensions,
+    )

@@ -16,7 +16,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, ErrorCodes, QueryCost
+from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, QueryCost
 from schema.members import MembersMutation, MembersQuery
 from schema.points import PointsMutation
 from schema.program import ProgramQuery
@@ -37,7 +37,7 @@ class Mutation(MembersMutation, PointsMutation, RewardsMutation):
 
 
 class GatewaySchema(strawberry.Schema):
-    """Errors are logged by `ErrorCodes` (the unexpected ones, with the request id), not
+    """Errors are logged by the gateway (the unexpected ones, with the request id), not
     here: a refused token or a bad variable is no reason for a traceback in the log."""
 
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
@@ -45,16 +45,18 @@ class GatewaySchema(strawberry.Schema):
 
 
 def build_schema(
-    *, introspection: bool = True, extensions: Sequence[object] = ()
+    *,
+    introspection: bool = True,
+    extensions: Sequence[object] = (),
+    max_depth: int = MAX_DEPTH,
 ) -> strawberry.Schema:
     """The gateway's schema. Without introspection, field suggestions are off too.
     `extensions` run first (the gateway's metrics)."""
     chain: list[object] = [
         *extensions,
-        ErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),  # the caches are shared across requests
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         QueryCost,

@@ -103,7 +103,8 @@ class Gateway:
                 parsed = json.loads(text)
             except ValueError:
                 parsed = {"raw": text}
-            return Response(response.status, parsed, dict(response.headers))
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return Response(response.status, parsed, headers)
 
     async def partner(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         """Run with every scope; the data, or fail on any error."""
@@ -126,6 +127,7 @@ async def running_gateway(
     database_url: str,
     *,
     rate_limit: str = "1000/second",
+    introspection: bool = True,
     more_programs: Iterable[Program] = (),
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
@@ -137,6 +139,7 @@ async def running_gateway(
             database_url=database_url,
             issuer=f"http://127.0.0.1:{port}",
             rate_limit=rate_limit,
+            introspection=introspection,
         )
         programs = [gateway_program(identity.url, **overrides), *more_programs]
         app = create_app(
