@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         "release stale holds",
     )
     run.add_argument("--now", type=_parse_now, help="run as of this ISO-8601 time")
-    commands.add_parser("demo", help="run the embedded demo on a throwaway database")
+    demo = commands.add_parser("demo", help="run the embedded demo on a throwaway database")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
     commands.add_parser("schema", help="print the GraphQL SDL")
     clients = commands.add_parser("clients", help="partner and till clients")
     clients_commands = clients.add_subparsers(dest="clients_command", required=True)
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from gateway.demo import run_demo
 
-            return run_demo(settings)
+            return run_demo(settings, args.host, args.port)
     except ProgramFileError as exc:
         print(f"loyalty-gateway: invalid program file: {exc}", file=sys.stderr)
         return 2

@@ -1,17 +1,30 @@
 """`loyalty-gateway demo`: the embedded default on a throwaway SQLite ledger.
 
-Seeds the bundled demo program with a few members and some history, then shows what the
-ledger made of it.
+Seeds the bundled demo program with a few members and some history, shows what the
+ledger made of it, then serves the gateway with GraphiQL and prints ready tokens: a
+partner token with every scope, and a member token. The demo plays the store's
+identity provider for its own members (a key of its own, its JWKS on a loopback port).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import uvicorn
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from starlette.applications import Starlette
+
+from auth import scopes
+from auth.models import OAuthClient
+from auth.server import AuthorizationServer, ClientCredentials
+from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
 from ledger import repository
@@ -26,7 +39,7 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, load_program
+from ledger.program import DEMO_PROGRAM, MemberTokens, Program, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 
@@ -105,10 +118,82 @@ async def show(database: Database, program_id: str, member_ids: list[int]) -> No
             )
 
 
-async def demo(directory: Path) -> None:
-    url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
+DEMO_AUDIENCE = "loyalty-demo"
+DEMO_MEMBER = "cust-ada"
+FIRST_QUERY = """{
+  me {
+    customerId
+    points { available pending held lifetimeEarned }
+    tier { current { name } next { name } toNext }
+    transactions(first: 5) { edges { node { kind points reason occurredAt } } }
+  }
+}"""
+FIRST_MUTATION = """mutation {
+  recordPurchase(input: {
+    idempotencyKey: "demo-order-3001"
+    member: {customerId: "cust-ada"}
+    orderId: "3001"
+    currency: "USD"
+    lines: [{sku: "SHOE-BLUE-40", category: "shoes", quantity: 1, unitPrice: "80.00"}]
+  }) {
+    transaction { kind points status availableAt }
+    member { points { available pending } }
+    userErrors { code message }
+  }
+}"""
+
+
+class DemoIdentityProvider:
+    """The store's identity provider, for the demo's members: signs their tokens and
+    serves its JWKS on a loopback port."""
+
+    def __init__(self) -> None:
+        self.key = ECKey.generate_key("P-256", private=True, auto_kid=True)
+        self.runner: web.AppRunner | None = None
+        self.issuer = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/.well-known/jwks.json", self._jwks)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.issuer = f"http://127.0.0.1:{port}/"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}.well-known/jwks.json"
+
+    def member_tokens(self) -> MemberTokens:
+        return MemberTokens(
+            issuer=self.issuer, audience=DEMO_AUDIENCE, jwks_url=self.jwks_url, customer_claim="sub"
+        )
+
+    def token(self, customer_id: str, lifetime: timedelta = timedelta(hours=12)) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "iss": self.issuer,
+            "aud": DEMO_AUDIENCE,
+            "sub": customer_id,
+            "iat": int(now.timestamp()),
+            "exp": int((now + lifetime).timestamp()),
+        }
+        header = {"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self.key, algorithms=["ES256"])
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response({"keys": [self.key.as_dict(private=False)]})
+
+
+async def prepare(url: str, program: Program) -> None:
+    """Migrate, seed and bring the throwaway ledger up to date; print the balances."""
     await upgrade_async(url)
-    program = load_program(DEMO_PROGRAM)
     service = LoyaltyService({program.id: program})
     database = Database(url)
     try:
@@ -121,8 +206,73 @@ async def demo(directory: Path) -> None:
         await database.dispose()
 
 
-def run_demo(settings: Settings) -> int:
+async def partner_token(app: Starlette, program_id: str) -> tuple[ClientCredentials, str]:
+    authorization: AuthorizationServer = app.state.authorization
+    async with app.state.database.transaction() as session:
+        credentials = await authorization.create_client(
+            session, program_id, "Demo partner", scopes.ALL
+        )
+        client = await session.get(OAuthClient, credentials.client_id)
+    assert client is not None
+    token, _ = authorization.issue(client, None)
+    return credentials, token
+
+
+def banner(base: str, credentials: ClientCredentials, partner: str, member: str) -> str:
+    headers = json.dumps({"Authorization": f"Bearer {member}"})
+    return f"""
+The gateway is up. GraphiQL: {base}/graphql
+
+Member token of {DEMO_MEMBER} (paste into GraphiQL's Headers tab, then run the query):
+  {headers}
+
+First query:
+{FIRST_QUERY}
+
+Partner token with every scope (valid one hour; members, purchases, rewards, stats):
+  {{"Authorization": "Bearer {partner}"}}
+
+First mutation, with the partner token:
+{FIRST_MUTATION}
+
+A new partner token: curl -s -u {credentials.client_id}:{credentials.client_secret} \\
+  -d grant_type=client_credentials {base}/oauth/token
+
+Metrics: {base}/metrics   Stop: Ctrl-C
+"""
+
+
+async def demo(directory: Path, host: str, port: int) -> None:
+    url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
+    identity = DemoIdentityProvider()
+    await identity.start()
+    try:
+        base = load_program(DEMO_PROGRAM)
+        program = base.model_copy(update={"member_tokens": identity.member_tokens()})
+        await prepare(url, program)
+        settings = Settings(database_url=url, issuer=f"http://{host}:{port}")
+        app = create_app(settings, programs={program.id: program})
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()
+                return
+            await asyncio.sleep(0.05)
+        credentials, partner = await partner_token(app, program.id)
+        print(
+            banner(settings.issuer, credentials, partner, identity.token(DEMO_MEMBER)), flush=True
+        )
+        await serving
+    finally:
+        await identity.stop()
+
+
+def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:
     del settings  # the demo always runs the bundled program on a throwaway database
     with tempfile.TemporaryDirectory(prefix="loyalty-demo-") as directory:
-        asyncio.run(demo(Path(directory)))
+        try:
+            asyncio.run(demo(Path(directory), host, port))
+        except KeyboardInterrupt:  # Ctrl-C: the server has shut down; so does the demo
+            print("Demo stopped; its database is gone.")
     return 0

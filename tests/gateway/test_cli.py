@@ -79,18 +79,83 @@ def test_a_bad_program_file_stops_start_with_file_key_and_reason(tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
-def test_demo_seeds_members_and_shows_their_balances() -> None:
-    result = run("demo")
-    assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
-    # Grace: signup 100 + a 1180.00 coat 60 days ago (available, Silver), a 500-point
-    # free-shipping redemption, a 50-point goodwill adjustment.
-    assert lines["cust-grace"] == ["830", "0", "0", "1280", "Silver"]
-    # Ada: signup 100 + (100 shoes × 2 + 25 socks; gift card excluded) + 50 review,
-    # 100 held at checkout; the hat bought today is pending.
-    available, pending, held, lifetime, tier = lines["cust-ada"]
-    assert (available, held, lifetime, tier) == ("275", "100", "375", "Bronze")
-    assert pending in {"45", "67"}  # 45.00 hat, ×1.5 when today is Tuesday in New York
+def _graphql(base: str, token: str, query: str) -> dict[str, object]:
+    request = urllib.request.Request(
+        base + "/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None:
+    from gateway.demo import FIRST_MUTATION, FIRST_QUERY
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "demo", "--port", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        while not any(line.startswith("Metrics:") for line in lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            line = process.stdout.readline()
+            assert line, process.stderr.read() if process.stderr else ""
+            lines.append(line)
+        output = "".join(lines)
+        table = {line.split()[0]: line.split()[1:] for line in lines[2:6] if line.strip()}
+        # Grace: signup 100 + a 1180.00 coat 60 days ago (available, Silver), a 500-point
+        # free-shipping redemption, a 50-point goodwill adjustment.
+        assert table["cust-grace"] == ["830", "0", "0", "1280", "Silver"]
+        # Ada: signup 100 + (100 shoes × 2 + 25 socks; gift card excluded) + 50 review,
+        # 100 held at checkout; the hat bought today is pending (×1.5 on a Tuesday).
+        available, pending, held, lifetime, tier = table["cust-ada"]
+        assert (available, held, lifetime, tier) == ("275", "100", "375", "Bronze")
+        assert pending in {"45", "67"}
+        base = f"http://127.0.0.1:{port}"
+        assert f"GraphiQL: {base}/graphql" in output
+        member_token, partner_token = (part.split('"')[0] for part in output.split("Bearer ")[1:3])
+
+        me = _graphql(base, member_token, FIRST_QUERY)
+        assert me["data"]["me"]["customerId"] == "cust-ada"  # type: ignore[index]
+        assert me["data"]["me"]["points"] == {  # type: ignore[index]
+            "available": 275,
+            "pending": int(pending),
+            "held": 100,
+            "lifetimeEarned": 375,
+        }
+        assert me["data"]["me"]["tier"] == {  # type: ignore[index]
+            "current": {"name": "Bronze"},
+            "next": {"name": "Silver"},
+            "toNext": 1000 - 225,  # the 225 purchase points of the available order
+        }
+        bought = _graphql(base, partner_token, FIRST_MUTATION)["data"]["recordPurchase"]  # type: ignore[index]
+        assert bought["userErrors"] == []
+        assert bought["transaction"]["points"] in {160, 240}  # 80.00 shoes × 2 (× 1.5 Tuesday)
+        with urllib.request.urlopen(
+            urllib.request.Request(base + "/graphql", headers={"Accept": "text/html"}), timeout=10
+        ) as page:
+            assert "graphiql" in page.read().decode().lower()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            assert process.wait(timeout=30) == 0
+            assert process.stderr is not None
+            assert "Traceback" not in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def test_clients_create_prints_credentials_that_authenticate(tmp_path: Path) -> None:
