@@ -128,6 +128,7 @@ async def running_gateway(
     *,
     rate_limit: str = "1000/second",
     introspection: bool = True,
+    jobs_interval: float | None = None,
     more_programs: Iterable[Program] = (),
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
@@ -140,12 +141,13 @@ async def running_gateway(
             issuer=f"http://127.0.0.1:{port}",
             rate_limit=rate_limit,
             introspection=introspection,
+            jobs_interval=jobs_interval or 60,
         )
         programs = [gateway_program(identity.url, **overrides), *more_programs]
         app = create_app(
             settings,
             clock=clock,
-            scheduled_jobs=False,
+            scheduled_jobs=jobs_interval is not None,
             programs={program.id: program for program in programs},
         )
         async with serving(app, port) as url:
