@@ -41,6 +41,7 @@ log = logging.getLogger("loyalty.graphql")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TOKEN_BYTES = 8 * 1024
 OPERATION_TIMEOUT = 15.0
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 class Refusal(Exception):
@@ -241,12 +242,23 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, started: list[bool]
     ) -> None:
+        state = scope["state"]
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started.append(True)
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                if "media_type" in state:
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                    headers.append(
+                        (b"content-type", f"{state['media_type']}; charset=utf-8".encode())
+                    )
+                message = {
+                    **message,
+                    "headers": headers,
+                    "status": state.get("status", message["status"]),
+                }
             await send(message)
 
         await super().__call__(scope, receive, send_with_id)
@@ -257,7 +269,14 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             result.errors = coded(result.errors, request.state.request_id)
             for error in result.errors:
                 self.metrics.errors.labels(str((error.extensions or {}).get("code"))).inc()
-        return await super().process_result(request, result)
+        answer = await super().process_result(request, result)
+        if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+            # GraphQL over HTTP: a request that never executed is a 400 without `data`.
+            request.state.media_type = GRAPHQL_RESPONSE
+            if result.data is None and result.errors and all(e.path is None for e in result.errors):
+                answer.pop("data", None)
+                request.state.status = 400
+        return answer
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(
