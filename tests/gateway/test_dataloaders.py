@@ -34,12 +34,16 @@ async def statements(gw: Gateway, members: int) -> tuple[int, list[Any]]:
         data = await gw.partner(PAGE, {"n": members})
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    return len([s for s in seen if s.lstrip().upper().startswith("SELECT")]), data["members"]["edges"]
+    return len([s for s in seen if s.lstrip().upper().startswith("SELECT")]), data["members"][
+        "edges"
+    ]
 
 
 async def test_query_count_does_not_grow_with_the_page(database_url: str) -> None:
     async with running_gateway(database_url) as gw:
-        await gw.partner('mutation { upsertReward(input: {id: "sticker", name: "Sticker", cost: 10}) { userErrors { code } } }')
+        await gw.partner(
+            'mutation { upsertReward(input: {id: "sticker", name: "Sticker", cost: 10}) { userErrors { code } } }'
+        )
         for i in range(12):
             await gw.partner(
                 """mutation($c: String!, $k: String!) { enrollMember(input: {idempotencyKey: $k, customerId: $c}) { userErrors { code } } }""",
@@ -60,5 +64,7 @@ async def test_query_count_does_not_grow_with_the_page(database_url: str) -> Non
             {"node": {"kind": "BONUS", "points": 100}},
         ]
         assert [r["id"] for r in last["availableRewards"]] == ["sticker"]
-        assert last["redemptions"]["edges"] == [{"node": {"status": "ISSUED", "reward": {"id": "sticker"}}}]
+        assert last["redemptions"]["edges"] == [
+            {"node": {"status": "ISSUED", "reward": {"id": "sticker"}}}
+        ]
         assert large == small, (small, large)
