@@ -142,6 +142,13 @@ def _caller(principal: Principal, request: Request) -> str:
     return f"address:{request.client.host if request.client else '-'}"
 
 
+def _content_length(request: Request) -> int:
+    text = request.headers.get("content-length") or "0"
+    if not text.isdigit() or len(text) > 12:
+        raise Refusal(400, "BAD_REQUEST", "malformed Content-Length")
+    return int(text)
+
+
 async def _read_body(receive: Receive) -> bytes:
     body = bytearray()
     while True:
@@ -203,22 +210,18 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         request_id = uuid.uuid4().hex
         request = Request(scope)
         try:
-            length = int(request.headers.get("content-length") or 0)
+            length = _content_length(request)
             if length > MAX_BODY_BYTES:
                 raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
             body = await _read_body(receive)
-            principal = await self.authenticator().principal(request.headers.get("authorization"))
-            verdict = await self.rate_limiter.hit(_caller(principal, request))
-            if not verdict.allowed:
-                raise Refusal(
-                    429,
-                    "RATE_LIMITED",
-                    "too many requests; retry later",
-                    {"Retry-After": str(verdict.retry_after)},
+            try:
+                principal = await self.authenticator().principal(
+                    request.headers.get("authorization")
                 )
-        except ValueError:
-            await self._refuse(Refusal(400, "BAD_REQUEST", "malformed Content-Length"), scope, send)
-            return
+            except Refusal:
+                await self._limit(_caller(Anonymous(), request))  # no free token guessing
+                raise
+            await self._limit(_caller(principal, request))
         except Refusal as refusal:
             await self._refuse(refusal, scope, send, request_id)
             return
@@ -232,6 +235,16 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if not started:
                 timeout = Refusal(504, "TIMEOUT", f"the operation took over {OPERATION_TIMEOUT} s")
                 await self._refuse(timeout, scope, send, request_id)
+
+    async def _limit(self, caller: str) -> None:
+        verdict = await self.rate_limiter.hit(caller)
+        if not verdict.allowed:
+            raise Refusal(
+                429,
+                "RATE_LIMITED",
+                "too many requests; retry later",
+                {"Retry-After": str(verdict.retry_after)},
+            )
 
     async def _refuse(
         self, refusal: Refusal, scope: Scope, send: Send, request_id: str = "-"

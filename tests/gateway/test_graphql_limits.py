@@ -252,6 +252,11 @@ async def test_rate_limit_per_client_with_retry_after(database_url: str) -> None
         assert 1 <= int(limited.headers["retry-after"]) <= 60
         other = await gw.graphql("{ tiers { name } }", token=gw.member_token("ada"))
         assert other.status == 200  # another caller has its own budget
+        # Refused tokens count against the address: guessing tokens is limited too.
+        guesses = [
+            (await gw.graphql("{ tiers { name } }", token=f"x.y.{i}")).status for i in range(4)
+        ]
+        assert guesses == [401, 401, 401, 429]
 
 
 async def test_without_introspection_no_schema_and_no_suggestions(database_url: str) -> None:
