@@ -182,7 +182,32 @@ async def test_forged_and_expired_tokens_are_unauthenticated(gw: Gateway) -> Non
         algorithms=["HS256"],
     )
     now = datetime.now(UTC)
+    tokens = gw.app.state.authorization.tokens
+    key = tokens.key
+    untyped = jwt.encode(
+        {"alg": key.algorithm, "kid": key.kid, "typ": "JWT"},
+        claims,
+        key.key,
+        algorithms=[key.algorithm],
+    )
+    expired = jwt.encode(
+        {"alg": key.algorithm, "kid": key.kid, "typ": "at+jwt"},
+        {**claims, "exp": int((now - timedelta(seconds=5)).timestamp())},
+        key.key,
+        algorithms=[key.algorithm],
+    )
+    other_issuer = jwt.encode(
+        {"alg": key.algorithm, "kid": key.kid, "typ": "at+jwt"},
+        {**claims, "iss": "http://127.0.0.1:1", "aud": "http://127.0.0.1:1"},
+        key.key,
+        algorithms=[key.algorithm],
+    )
+    ghost, _ = tokens.mint("cli_ghost", "ghost", frozenset(scopes.ALL))  # no such program here
     forged = [
+        untyped,
+        expired,
+        other_issuer,
+        ghost,
         "garbage",
         _forge({"alg": "none", "typ": "at+jwt"}, claims),
         hs256,
