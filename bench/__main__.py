@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import ledger_writes
+from bench import graphql_api, ledger_writes
 
 if __name__ == "__main__":
     asyncio.run(ledger_writes.main())
+    print()
+    asyncio.run(graphql_api.main())

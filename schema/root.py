@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as create_alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 from strawberry.schema.config import StrawberryConfig
 
 from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, QueryCost
@@ -52,12 +54,17 @@ def build_schema(
 ) -> strawberry.Schema:
     """The gateway's schema. Without introspection, field suggestions are off too.
     `extensions` run first (the gateway's metrics)."""
+    rules: list[type[ASTValidationRule]] = [
+        create_depth_rule(max_depth, should_ignore=None),
+        create_alias_rule(MAX_ALIASES),
+    ]
     chain: list[object] = [
         *extensions,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),  # the caches are shared across requests
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        # One set of rule classes for the schema's life: the validation cache is keyed by
+        # the rules too, and limiters built per request would make every request a miss.
+        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         QueryCost,
     ]
