@@ -39,8 +39,8 @@ PURCHASE = """mutation Buy($k: String!, $o: String!) { recordPurchase(input: {id
   member: {customerId: "m-0"}, orderId: $o, currency: "USD",
   lines: [{sku: "SHOE", category: "shoes", quantity: 1, unitPrice: "80.00"}]}) {
   transaction { points } member { points { pending } } userErrors { code } } }"""
-ENROLL = """mutation Enroll($c: String!) { enrollMember(input: {idempotencyKey: $c, customerId: $c}) {
-  userErrors { code } } }"""
+ENROLL = """mutation Enroll($c: String!) {
+  enrollMember(input: {idempotencyKey: $c, customerId: $c}) { userErrors { code } } }"""
 
 
 async def _timed(operation: Callable[[int], Awaitable[None]]) -> float:

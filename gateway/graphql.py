@@ -235,6 +235,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if not started:
                 timeout = Refusal(504, "TIMEOUT", f"the operation took over {OPERATION_TIMEOUT} s")
                 await self._refuse(timeout, scope, send, request_id)
+        finally:
+            context = state.get("context")
+            if context is not None:
+                await context.close()  # the request's read transaction
 
     async def _limit(self, caller: str) -> None:
         verdict = await self.rate_limiter.hit(caller)
@@ -292,10 +296,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         return answer
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(
+        context = Context(
             database=self.database(),
             service=self.service,
             principal=request.state.principal,
             request_id=request.state.request_id,
             clock=self.clock,
         )
+        request.state.context = context
+        return context

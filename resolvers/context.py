@@ -12,7 +12,7 @@ from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService
 from resolvers.errors import ApiError
-from resolvers.loaders import Loaders
+from resolvers.loaders import Loaders, Reader
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Context:
     request_id: str
     clock: Callable[[], datetime]
     _loaders: Loaders | None = field(default=None, repr=False)
+    _reader: Reader | None = field(default=None, repr=False)
 
     @property
     def program(self) -> Program:
@@ -45,11 +46,23 @@ class Context:
         raise ApiError("a bearer token is required", "UNAUTHENTICATED")
 
     @property
+    def reader(self) -> Reader:
+        """The request's read transaction (opened on first use)."""
+        if self._reader is None:
+            self._reader = Reader(self.database)
+        return self._reader
+
+    @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.database, self.program, self.clock)
+            self._loaders = Loaders(self.reader, self.program, self.clock)
         return self._loaders
 
-    def forget_loaded(self) -> None:
-        """After a write, what the loaders cached is stale."""
+    async def forget_loaded(self) -> None:
+        """After a write, what the loaders cached and the read snapshot are stale."""
         self._loaders = None
+        await self.close()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()

@@ -3,13 +3,16 @@ query per member. Built by the request's `Context`; results come back in key ord
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import book, queries
 from ledger.book import Context as LedgerContext
@@ -19,23 +22,48 @@ from ledger.program import Program
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 EXPIRING_WITHIN = timedelta(days=30)
 
 
+class Reader:
+    """One read transaction for the whole request: every loader reads the same snapshot,
+    one statement at a time (a session runs one statement at a time)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._session: AsyncSession | None = None
+        self._reading: AbstractAsyncContextManager[AsyncSession] | None = None
+        self._lock = asyncio.Lock()
+
+    async def run(self, fetch: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._lock:
+            if self._session is None:
+                self._reading = self.database.reading()
+                self._session = await self._reading.__aenter__()
+            return await fetch(self._session)
+
+    async def close(self) -> None:
+        """End the transaction: the next read sees what has been committed since."""
+        async with self._lock:
+            reading, self._reading, self._session = self._reading, None, None
+            if reading is not None:
+                await reading.__aexit__(None, None, None)
+
+
 class BatchLoader(DataLoader[K, V], Generic[K, V]):
-    """A DataLoader whose batch is one function call in a reading transaction."""
+    """A DataLoader whose batch is one function call in the request's read transaction."""
 
     def __init__(
-        self, database: Database, fetch: Callable[[Any, list[K]], Awaitable[dict[K, V]]], default: V
+        self, reader: Reader, fetch: Callable[[Any, list[K]], Awaitable[dict[K, V]]], default: V
     ) -> None:
         super().__init__()
-        self.database = database
+        self.reader = reader
         self.fetch = fetch
         self.default = default
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
-        async with self.database.reading() as session:
-            found = await self.fetch(session, keys)
+        found = await self.reader.run(lambda session: self.fetch(session, keys))
         return [found.get(key, self.default) for key in keys]
 
 
@@ -52,8 +80,8 @@ class PageKey:
 class Loaders:
     """The DataLoaders of one request, for one program."""
 
-    def __init__(self, database: Database, program: Program, clock: Callable[[], datetime]):
-        self.database = database
+    def __init__(self, reader: Reader, program: Program, clock: Callable[[], datetime]):
+        self.reader = reader
         self.program = program
         self.now = clock()
         pid = program.id
@@ -61,7 +89,7 @@ class Loaders:
         def loader(
             fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]], default: Any = None
         ) -> Any:
-            return BatchLoader(database, fetch, default)
+            return BatchLoader(reader, fetch, default)
 
         self.member_by_id: DataLoader[int, Member | None] = loader(
             lambda s, ids: queries.members_by_ids(s, pid, ids)

@@ -88,6 +88,7 @@ async def members_page(
 ) -> pagination.Page[Member]:
     size = pagination.page_size(first)
     after_id = pagination.decode_int("member", after)
-    async with ctx.database.reading() as session:
-        rows = await queries.members_page(session, ctx.program_id, tier, after_id, size + 1)
+    rows = await ctx.reader.run(
+        lambda session: queries.members_page(session, ctx.program_id, tier, after_id, size + 1)
+    )
     return pagination.page("member", rows, size)

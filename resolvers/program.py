@@ -16,16 +16,17 @@ ACTIVE_WITHIN = timedelta(days=30)
 
 
 async def stats(ctx: Context) -> ProgramStats:
-    async with ctx.database.reading() as session:
-        return await queries.program_stats(session, ctx.program, ctx.clock() - ACTIVE_WITHIN)
+    since = ctx.clock() - ACTIVE_WITHIN
+    return await ctx.reader.run(lambda session: queries.program_stats(session, ctx.program, since))
 
 
 async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:
     named = await target(ctx, ref)
-    async with ctx.database.reading() as session:
-        try:
-            return await ctx.service.export_member(
+    try:
+        return await ctx.reader.run(
+            lambda session: ctx.service.export_member(
                 session, ctx.program_id, named.id, named.customer_id
             )
-        except UnknownMember:
-            raise ApiError("no such member in this program", "UNKNOWN_MEMBER") from None
+        )
+    except UnknownMember:
+        raise ApiError("no such member in this program", "UNKNOWN_MEMBER") from None

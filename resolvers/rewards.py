@@ -18,8 +18,9 @@ async def rewards_page(
 ) -> pagination.Page[Reward]:
     size = pagination.page_size(first)
     after_id = pagination.decode("reward", after)
-    async with ctx.database.reading() as session:
-        rows = await queries.rewards_page(session, ctx.program_id, after_id, size + 1)
+    rows = await ctx.reader.run(
+        lambda session: queries.rewards_page(session, ctx.program_id, after_id, size + 1)
+    )
     return pagination.page("reward", rows, size)
 
 

@@ -14,7 +14,7 @@ from resolvers.errors import BAD_USER_INPUT, ApiError
 async def execute(ctx: Context, command: Command) -> Outcome:
     async with ctx.database.transaction() as session:
         outcome = await ctx.service.execute(session, ctx.program_id, ctx.client_key, command)
-    ctx.forget_loaded()
+    await ctx.forget_loaded()
     return outcome
 
 
@@ -26,7 +26,7 @@ async def execute_batch(ctx: Context, commands: Sequence[RecordPurchase]) -> lis
             )
     except InvalidInput as error:
         raise ApiError(error.message, BAD_USER_INPUT) from None
-    ctx.forget_loaded()
+    await ctx.forget_loaded()
     return outcomes
 
 
@@ -34,5 +34,5 @@ async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
     """Create or replace a catalog entry: a put, idempotent by its id."""
     async with ctx.database.transaction() as session:
         reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
-    ctx.forget_loaded()
+    await ctx.forget_loaded()
     return reward
