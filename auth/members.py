@@ -9,19 +9,16 @@ cache does not know (the provider rotated its keys), at most once per `refetch_a
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from auth.tokens import InvalidToken
+from auth.tokens import InvalidToken, peek
 from ledger.program import MemberTokens
 
 ALGORITHMS = ["RS256", "ES256"]
@@ -37,17 +34,6 @@ class IdentityProviderUnavailable(InvalidToken):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _header(token: str) -> dict[str, Any]:
-    try:
-        raw = token.split(".")[0]
-        header = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidToken("not a JWT") from None
-    if not isinstance(header, dict):
-        raise InvalidToken("not a JWT")
-    return header
 
 
 class MemberTokenVerifier:
@@ -69,7 +55,7 @@ class MemberTokenVerifier:
         self._lock = asyncio.Lock()
 
     async def customer_id(self, token: str) -> str:
-        header = _header(token)
+        header, _ = peek(token)
         if header.get("alg") not in ALGORITHMS:
             raise InvalidToken(f"algorithm {header.get('alg')!r} is not accepted")
         keys = await self._keyset(str(header.get("kid", "")))

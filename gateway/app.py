@@ -18,10 +18,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from auth.members import MemberTokenVerifier
+from auth.principals import Authenticator
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
 from gateway import oauth, scheduler
-from gateway.graphql import Authenticator, GraphQLEndpoint
+from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
@@ -82,7 +83,7 @@ def create_app(
             }
             app.state.database = database
             app.state.authorization = authorization
-            app.state.authenticator = Authenticator(database, authorization, service, verifiers)
+            app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)

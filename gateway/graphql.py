@@ -8,9 +8,6 @@ caller's rate limit. Each operation has a time limit.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,9 +22,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from auth.members import IdentityProviderUnavailable, MemberTokenVerifier
-from auth.principals import Anonymous, Partner, Principal, Shopper
-from auth.server import AuthorizationServer
+from auth.members import IdentityProviderUnavailable
+from auth.principals import Anonymous, Authenticator, Partner, Principal, Shopper
 from auth.tokens import InvalidToken
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -39,7 +35,6 @@ from schema.extensions import coded
 log = logging.getLogger("loyalty.graphql")
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_TOKEN_BYTES = 8 * 1024
 OPERATION_TIMEOUT = 15.0
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -62,76 +57,22 @@ class Refusal(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """The claims of a JWT, read only to pick the verifier; nothing is trusted here."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidToken("not a JWT")
-    try:
-        raw = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(raw))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidToken("not a JWT") from None
-    if not isinstance(claims, dict):
-        raise InvalidToken("not a JWT")
-    return claims
-
-
-class Authenticator:
-    """Turns the Authorization header into a principal of one program."""
-
-    def __init__(
-        self,
-        database: Database,
-        authorization: AuthorizationServer,
-        service: LoyaltyService,
-        member_verifiers: Mapping[str, MemberTokenVerifier],
-    ) -> None:
-        self.database = database
-        self.authorization = authorization
-        self.service = service
-        self.member_verifiers = member_verifiers
-
-    async def principal(self, header: str | None) -> Principal:
-        if not header:
-            return Anonymous()
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_BYTES:
-            raise Refusal(401, "UNAUTHENTICATED", "send Authorization: Bearer <token>", _CHALLENGE)
-        try:
-            claims = _unverified_claims(token)
-            if claims.get("iss") == self.authorization.tokens.issuer:
-                return await self._partner(token)
-            return await self._member(token, claims)
-        except IdentityProviderUnavailable as exc:
-            log.warning("member token not checked: %s", exc)
-            raise Refusal(
-                503, "BACKEND_UNAVAILABLE", "the identity provider cannot be reached now"
-            ) from None
-        except InvalidToken as exc:
-            log.info("token refused: %s", exc)
-            raise Refusal(401, "UNAUTHENTICATED", "invalid or expired token", _INVALID) from None
-
-    async def _partner(self, token: str) -> Partner:
-        async with self.database.reading() as session:
-            claims = await self.authorization.verify(session, token)
-        if claims.program_id not in self.service.programs:
-            raise InvalidToken(f"program {claims.program_id!r} is not served here")
-        return Partner(claims.program_id, claims.client_id, claims.scopes, claims.jti)
-
-    async def _member(self, token: str, claims: Mapping[str, Any]) -> Shopper:
-        issuer, audience = claims.get("iss"), claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        for program_id, verifier in self.member_verifiers.items():
-            config = verifier.config
-            if config.issuer == issuer and config.audience in audiences:
-                return Shopper(program_id, await verifier.customer_id(token))
-        raise InvalidToken("no program accepts tokens of this issuer and audience")
-
-
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway"'}
 _INVALID = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway", error="invalid_token"'}
+
+
+async def _principal(authenticator: Authenticator, header: str | None) -> Principal:
+    """Who is calling; a token that does not check out is a 401, an identity provider
+    that cannot be reached a 503."""
+    try:
+        return await authenticator.principal(header)
+    except IdentityProviderUnavailable as exc:
+        log.warning("member token not checked: %s", exc)
+        raise Refusal(
+            503, "BACKEND_UNAVAILABLE", "the identity provider cannot be reached now"
+        ) from None
+    except InvalidToken as exc:
+        log.info("token refused: %s", exc)
+        raise Refusal(401, "UNAUTHENTICATED", "invalid or expired token", _INVALID) from None
 
 
 def _caller(principal: Principal, request: Request) -> str:
@@ -215,8 +156,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
             body = await _read_body(receive)
             try:
-                principal = await self.authenticator().principal(
-                    request.headers.get("authorization")
+                principal = await _principal(
+                    self.authenticator(), request.headers.get("authorization")
                 )
             except Refusal:
                 await self._limit(_caller(Anonymous(), request))  # no free token guessing

@@ -19,8 +19,8 @@ from resolvers import program as program_resolvers
 from resolvers import rewards as rewards_resolvers
 from resolvers import writes
 from resolvers.context import Context
-from schema.errors import UserError, user_errors
 from schema.pagination import Connection, connection
+from schema.payloads import UserError, changed_member, user_errors
 from schema.points import (
     Points,
     PointsExpiry,
@@ -178,10 +178,7 @@ P = TypeVar("P", bound=MemberPayload)
 
 
 async def _payload(ctx: Context, kind: type[P], outcome: Outcome) -> P:
-    found = None
-    if outcome.member_id is not None and outcome.ok:
-        found = await ctx.loaders.any_member_by_id.load(outcome.member_id)
-    return kind(member=member(found), user_errors=user_errors(outcome))
+    return kind(member=await changed_member(ctx, outcome), user_errors=user_errors(outcome))
 
 
 @strawberry.type

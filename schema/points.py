@@ -17,8 +17,8 @@ from ledger.rules import Line
 from resolvers import members as members_resolvers
 from resolvers import writes
 from resolvers.context import Context
-from schema.errors import UserError, changed_member, user_errors
 from schema.pagination import Connection
+from schema.payloads import UserError, changed_member, user_errors
 from schema.program import Tier
 
 if TYPE_CHECKING:

@@ -13,16 +13,14 @@ from auth.permissions import needs
 from ledger.commands import (
     CancelRedemption,
     CapturePoints,
-    Command,
     HoldPoints,
     Outcome,
-    Problem,
     RedeemReward,
     ReleasePoints,
     UpsertReward,
     UseRedemption,
 )
-from ledger.errors import LedgerError, UnknownHold
+from ledger.errors import LedgerError
 from ledger.models import Hold
 from ledger.models import HoldStatus as LedgerHoldStatus
 from ledger.models import Redemption as RedemptionModel
@@ -32,8 +30,8 @@ from resolvers import members as members_resolvers
 from resolvers import rewards as resolve
 from resolvers import writes
 from resolvers.context import Context
-from schema.errors import UserError, changed_member, user_errors
 from schema.pagination import Connection, connection
+from schema.payloads import UserError, changed_member, user_errors
 
 if TYPE_CHECKING:
     from schema.members import Member, MemberRef
@@ -243,17 +241,6 @@ async def _hold(ctx: Context, kind: type[H], outcome: Outcome) -> H:
     )
 
 
-async def _resolve_hold(ctx: Context, command: Command, hold_id: int) -> Outcome:
-    """Capture or release, for a member only its own hold (another's is not found)."""
-    if not await resolve.owns_hold(ctx, hold_id):
-        return Outcome(problem=_not_found())
-    return await writes.execute(ctx, command)
-
-
-def _not_found() -> Problem:
-    return Problem.of(UnknownHold("no such hold in this program", ["holdId"]))
-
-
 @strawberry.type
 class RewardsQuery:
     @strawberry.field(extensions=needs(scopes.REWARDS_READ, member=True))
@@ -320,10 +307,8 @@ class RewardsMutation:
         self, info: strawberry.Info[Context], input: ReleasePointsInput
     ) -> ReleasePointsPayload:
         ctx = info.context
-        hold_id = resolve.numeric_id(input.hold_id)
-        command = ReleasePoints(input.idempotency_key, hold_id)
-        outcome = await _resolve_hold(ctx, command, hold_id)
-        return await _hold(ctx, ReleasePointsPayload, outcome)
+        command = ReleasePoints(input.idempotency_key, resolve.numeric_id(input.hold_id))
+        return await _hold(ctx, ReleasePointsPayload, await resolve.release(ctx, command))
 
     @strawberry.mutation(extensions=needs(scopes.REWARDS_MANAGE))
     async def upsert_reward(

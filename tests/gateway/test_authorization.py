@@ -25,7 +25,7 @@ from ledger.models import (
     Redemption,
     Reward,
 )
-from tests.support.gateway import Gateway, gateway_program, running_gateway
+from tests.support.gateway import Gateway, running_gateway
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -225,11 +225,7 @@ async def snapshot(gw: Gateway) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture
 async def gw(database_url: str) -> AsyncIterator[Gateway]:
-    async with running_gateway(database_url, more_programs=[]) as gateway:
-        other = gateway_program(gateway.identity.url, id="other")
-        gateway.app.state.service.programs["other"] = other
-        async with gateway.database.transaction() as session:
-            await gateway.app.state.service.seed_rewards(session, "other")
+    async with running_gateway(database_url, other_programs=["other"]) as gateway:
         yield gateway
 
 

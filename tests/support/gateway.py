@@ -129,7 +129,7 @@ async def running_gateway(
     rate_limit: str = "1000/second",
     introspection: bool = True,
     jobs_interval: float | None = None,
-    more_programs: Iterable[Program] = (),
+    other_programs: Iterable[str] = (),
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
     identity = IdentityProvider()
@@ -143,7 +143,8 @@ async def running_gateway(
             introspection=introspection,
             jobs_interval=jobs_interval or 60,
         )
-        programs = [gateway_program(identity.url, **overrides), *more_programs]
+        programs = [gateway_program(identity.url, **overrides)]
+        programs += [gateway_program(identity.url, id=other) for other in other_programs]
         app = create_app(
             settings,
             clock=clock,

@@ -1,4 +1,5 @@
-"""Business outcomes as `userErrors` with the ledger's stable codes."""
+"""What every payload carries: the member a write changed, and business outcomes as
+`userErrors` with the ledger's stable codes."""
 
 from __future__ import annotations
 
