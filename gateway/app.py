@@ -107,6 +107,7 @@ def create_app(
         metrics=metrics,
         introspection=settings.introspection,
         clock=clock,
+        timeout=settings.operation_timeout,
     )
     app.state.service = service
     app.state.metrics = metrics

@@ -35,7 +35,6 @@ from schema.extensions import coded
 log = logging.getLogger("loyalty.graphql")
 
 MAX_BODY_BYTES = 1024 * 1024
-OPERATION_TIMEOUT = 15.0
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
@@ -130,6 +129,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         metrics: Metrics,
         introspection: bool,
         clock: Callable[[], datetime],
+        timeout: float,
     ) -> None:
         super().__init__(
             schema,
@@ -143,6 +143,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.rate_limiter = rate_limiter
         self.metrics = metrics
         self.clock = clock
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # subscriptions are not served yet
@@ -170,12 +171,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         state.update(principal=principal, request_id=request_id)
         started: list[bool] = []
         try:
-            async with asyncio.timeout(OPERATION_TIMEOUT):
+            async with asyncio.timeout(self.timeout):
                 await self._answer(scope, _replay(body), send, request_id, started)
         except TimeoutError:
             if not started:
-                timeout = Refusal(504, "TIMEOUT", f"the operation took over {OPERATION_TIMEOUT} s")
-                await self._refuse(timeout, scope, send, request_id)
+                late = Refusal(504, "TIMEOUT", f"the operation took over {self.timeout:g} s")
+                await self._refuse(late, scope, send, request_id)
         finally:
             context = state.get("context")
             if context is not None:

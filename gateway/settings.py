@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     rate_limit: str = "100/second"
     introspection: bool = True
     jobs_interval: float = Field(default=60, gt=0)
+    operation_timeout: float = Field(default=15, gt=0)
     allowed_origins: str = ""
     allow_private_webhooks: bool = False
 

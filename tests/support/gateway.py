@@ -129,6 +129,7 @@ async def running_gateway(
     rate_limit: str = "1000/second",
     introspection: bool = True,
     jobs_interval: float | None = None,
+    operation_timeout: float = 15,
     other_programs: Iterable[str] = (),
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
@@ -142,6 +143,7 @@ async def running_gateway(
             rate_limit=rate_limit,
             introspection=introspection,
             jobs_interval=jobs_interval or 60,
+            operation_timeout=operation_timeout,
         )
         programs = [gateway_program(identity.url, **overrides)]
         programs += [gateway_program(identity.url, id=other) for other in other_programs]
