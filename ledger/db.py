@@ -74,10 +74,14 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only (no write lock on SQLite). Closing it ends the
-        transaction; the objects read stay usable, detached."""
+        """A session for reads only, on one snapshot (no write lock on SQLite; REPEATABLE
+        READ on PostgreSQL). Closing it ends the transaction; the objects read stay
+        usable, detached."""
+        options: dict[str, Any] = {"ledger_readonly": True}
+        if not self.is_sqlite:
+            options["isolation_level"] = "REPEATABLE READ"
         async with self.sessions() as session:
-            await session.connection(execution_options={"ledger_readonly": True})
+            await session.connection(execution_options=options)
             yield session
 
     async def dispose(self) -> None:
