@@ -216,7 +216,7 @@ def fingerprint(command: Command) -> str:
 
 def _plain(value: object) -> str:
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+        return str(value.normalize())  # never expanded: "9E+999999" stays short
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Enum):

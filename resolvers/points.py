@@ -70,6 +70,8 @@ async def transactions(
 ) -> pagination.Page[Entry]:
     size = pagination.page_size(first)
     before = pagination.decode_int("transaction", after)
+    if kinds is not None and not kinds:
+        return pagination.Page([], False, [])  # no kind asked for: nothing matches
     key = PageKey(member.id, before, size + 1, tuple(sorted(set(kinds or ()))))
     rows = await ctx.loaders.transactions.load(key)
     return pagination.page("transaction", rows, size)

@@ -12,6 +12,7 @@ from resolvers.errors import BAD_USER_INPUT, ApiError
 
 
 async def execute(ctx: Context, command: Command) -> Outcome:
+    await ctx.forget_loaded()  # give back the read connection before taking a write one
     async with ctx.database.transaction() as session:
         outcome = await ctx.service.execute(session, ctx.program_id, ctx.client_key, command)
     await ctx.forget_loaded()
@@ -19,6 +20,7 @@ async def execute(ctx: Context, command: Command) -> Outcome:
 
 
 async def execute_batch(ctx: Context, commands: Sequence[RecordPurchase]) -> list[Outcome]:
+    await ctx.forget_loaded()
     try:
         async with ctx.database.transaction() as session:
             outcomes = await ctx.service.execute_batch(

@@ -68,7 +68,7 @@ class QueryCost(SchemaExtension):
             if operation is not None:
                 schema = context.schema._schema
                 root = schema.get_root_type(operation.operation)
-                variables = context.variables or {}
+                variables = {**_defaults(operation), **(context.variables or {})}
                 if root is not None:
                     self.cost = _cost(operation.selection_set, root, fragments, variables, set())
                 if self.cost is not None and self.cost > self.max_cost:
@@ -84,6 +84,15 @@ class QueryCost(SchemaExtension):
         if self.cost is None:
             return {}
         return {"cost": {"requested": self.cost, "limit": self.max_cost}}
+
+
+def _defaults(operation: OperationDefinitionNode) -> dict[str, Any]:
+    """The integer defaults the operation declares for its variables."""
+    return {
+        definition.variable.name.value: int(definition.default_value.value)
+        for definition in operation.variable_definitions or ()
+        if isinstance(definition.default_value, IntValueNode)
+    }
 
 
 def _cost(
@@ -157,7 +166,7 @@ def _code(error: GraphQLError) -> str:
         return QUERY_TOO_COMPLEX
     if message.startswith("syntax error"):
         return "GRAPHQL_PARSE_FAILED"
-    if message.startswith("variable") or error.original_error is not None:
+    if message.startswith(("variable", "too many errors")) or error.original_error is not None:
         return BAD_USER_INPUT
     return "GRAPHQL_VALIDATION_FAILED"
 

@@ -9,6 +9,8 @@ from typing import Any
 import strawberry
 
 MAX_DECIMAL_TEXT = 40
+MAX_DIGITS = 15  # before the point: amounts up to 10^15
+MAX_DECIMALS = 10
 
 
 def _parse_datetime(value: Any) -> datetime:
@@ -34,8 +36,13 @@ def _parse_decimal(value: Any) -> Decimal:
         parsed = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{text!r} is not a decimal") from None
-    if not parsed.is_finite():
+    exponent = parsed.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN, sNaN, Infinity
         raise ValueError("Decimal must be finite")
+    if parsed and (parsed.adjusted() > MAX_DIGITS or exponent < -MAX_DECIMALS):
+        raise ValueError(
+            f"Decimal out of range: at most {MAX_DIGITS} digits and {MAX_DECIMALS} decimals"
+        )
     return parsed
 
 
