@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.exc import IntegrityError
+
 from ledger.commands import Command, Outcome, RecordPurchase, UpsertReward
 from ledger.errors import InvalidInput
 from ledger.models import Reward
@@ -33,8 +35,16 @@ async def execute_batch(ctx: Context, commands: Sequence[RecordPurchase]) -> lis
 
 
 async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
-    """Create or replace a catalog entry: a put, idempotent by its id."""
-    async with ctx.database.transaction() as session:
-        reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
+    """Create or replace a catalog entry: a put, idempotent by its id. Two first puts
+    of one id at once: the second finds the row the first inserted, and updates it."""
+    await ctx.forget_loaded()
+    for attempt in range(2):
+        try:
+            async with ctx.database.transaction() as session:
+                reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
+            break
+        except IntegrityError:
+            if attempt:
+                raise
     await ctx.forget_loaded()
     return reward

@@ -7,6 +7,7 @@ Monday 2026-03-02 15:00 UTC.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -589,3 +590,18 @@ async def test_expiring_soon_lists_the_next_30_days(gw: Gateway) -> None:
     member = (await gw.partner(MEMBER, {"ref": {"customerId": "ada"}}))["member"]
     expected_at = T0.replace(year=2027).isoformat()
     assert member["points"]["expiringSoon"] == [{"points": 100, "expiresAt": expected_at}]
+
+
+async def test_concurrent_first_upserts_of_one_reward_settle_as_one(gw: Gateway) -> None:
+    upsert = """mutation($n: String!) { upsertReward(input: {id: "mug", name: $n, cost: 80}) {
+                  reward { id } userErrors { code } } }"""
+    token = await gw.token()
+    answers = await asyncio.gather(
+        *(gw.graphql(upsert, {"n": f"Mug {i}"}, token) for i in range(40))
+    )
+    assert [a.data["upsertReward"] for a in answers] == [
+        {"reward": {"id": "mug"}, "userErrors": []}
+    ] * 40
+    catalog = await gw.partner("{ rewards(first: 100) { edges { node { id name } } } }")
+    mugs = [e["node"] for e in catalog["rewards"]["edges"] if e["node"]["id"] == "mug"]
+    assert len(mugs) == 1 and mugs[0]["name"].startswith("Mug ")
