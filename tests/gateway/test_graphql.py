@@ -242,6 +242,11 @@ async def test_history_pages_newest_first_across_pages(gw: Gateway) -> None:
         ("BONUS", 100),
     ]
 
+    none = await gw.partner(history, {"ref": {"id": member["id"]}, "kinds": []})
+    assert none["member"]["transactions"] == {
+        "edges": [],
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+    }
     bonuses = await gw.partner(history, {"ref": {"id": member["id"]}, "kinds": ["BONUS"]})
     edges = bonuses["member"]["transactions"]["edges"]
     assert [(e["node"]["kind"], e["node"]["points"], e["node"]["reason"]) for e in edges] == [
