@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import rules
@@ -232,28 +232,23 @@ async def program_stats(session: AsyncSession, program: Program, since: datetime
         )
     )
     sums: dict[EntryKind, int] = {}
+    credited: dict[EntryKind, int] = {}
     rows = await session.execute(
-        select(Entry.kind, func.sum(Entry.points))
-        .where(
-            Entry.program_id == program.id,
-            Entry.status != EntryStatus.PENDING,
+        select(
+            Entry.kind,
+            func.sum(Entry.points),
+            func.sum(case((Entry.points > 0, Entry.points), else_=0)),
         )
+        .where(Entry.program_id == program.id, Entry.status != EntryStatus.PENDING)
         .group_by(Entry.kind)
     )
-    for kind, total in rows:
+    for kind, total, positive in rows:
         sums[EntryKind(kind)] = int(total or 0)
-    positive_adjust = await session.scalar(
-        select(func.sum(Entry.points)).where(
-            Entry.program_id == program.id,
-            Entry.kind == EntryKind.ADJUST,
-            Entry.points > 0,
-            Entry.status != EntryStatus.PENDING,
-        )
-    )
+        credited[EntryKind(kind)] = int(positive or 0)
     issued = (
         sums.get(EntryKind.EARN, 0)
         + sums.get(EntryKind.BONUS, 0)
-        + int(positive_adjust or 0)
+        + credited.get(EntryKind.ADJUST, 0)
         + sums.get(EntryKind.REFUND, 0)
     )
     redeemed = -(sums.get(EntryKind.REDEEM, 0) + sums.get(EntryKind.CANCEL, 0))

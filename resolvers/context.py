@@ -11,7 +11,7 @@ from auth.principals import Anonymous, Partner, Principal, Shopper
 from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService
-from resolvers.errors import ApiError
+from resolvers.errors import UNAUTHENTICATED, ApiError
 from resolvers.loaders import Loaders, Reader
 
 
@@ -28,7 +28,7 @@ class Context:
     @property
     def program(self) -> Program:
         if isinstance(self.principal, Anonymous):
-            raise ApiError("a bearer token is required", "UNAUTHENTICATED")
+            raise ApiError("a bearer token is required", UNAUTHENTICATED)
         return self.service.program(self.principal.program_id)
 
     @property
@@ -43,7 +43,7 @@ class Context:
             return principal.client_id
         if isinstance(principal, Shopper):
             return f"member:{principal.customer_id}"
-        raise ApiError("a bearer token is required", "UNAUTHENTICATED")
+        raise ApiError("a bearer token is required", UNAUTHENTICATED)
 
     @property
     def reader(self) -> Reader:

@@ -9,7 +9,7 @@ from ledger import queries
 from ledger.errors import UnknownMember
 from ledger.queries import ProgramStats
 from resolvers.context import Context
-from resolvers.errors import ApiError
+from resolvers.errors import UNKNOWN_MEMBER, ApiError
 from resolvers.members import Reference, target
 
 ACTIVE_WITHIN = timedelta(days=30)
@@ -29,4 +29,4 @@ async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:
             )
         )
     except UnknownMember:
-        raise ApiError("no such member in this program", "UNKNOWN_MEMBER") from None
+        raise ApiError("no such member in this program", UNKNOWN_MEMBER) from None

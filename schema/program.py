@@ -8,6 +8,7 @@ import strawberry
 
 from auth import scopes
 from auth.permissions import needs
+from ledger.program import Tier as ProgramTier
 from resolvers import program as resolve
 from resolvers.context import Context
 
@@ -38,12 +39,8 @@ class ProgramStats:
     tiers: list[TierCount]
 
 
-def tier(model: object) -> Tier:
-    return Tier(
-        name=model.name,  # type: ignore[attr-defined]
-        threshold=model.threshold,  # type: ignore[attr-defined]
-        earn_multiplier=model.earn_multiplier,  # type: ignore[attr-defined]
-    )
+def tier(model: ProgramTier) -> Tier:
+    return Tier(name=model.name, threshold=model.threshold, earn_multiplier=model.earn_multiplier)
 
 
 @strawberry.type

@@ -610,3 +610,18 @@ async def test_concurrent_first_upserts_of_one_reward_settle_as_one(gw: Gateway)
     catalog = await gw.partner("{ rewards(first: 100) { edges { node { id name } } } }")
     mugs = [e["node"] for e in catalog["rewards"]["edges"] if e["node"]["id"] == "mug"]
     assert len(mugs) == 1 and mugs[0]["name"].startswith("Mug ")
+
+
+async def test_stats_count_credits_of_adjustments_as_issued(gw: Gateway) -> None:
+    await enroll(gw, "ada")
+    adjust = """mutation($k: String!, $p: Int!) { adjustPoints(input: {idempotencyKey: $k,
+                  member: {customerId: "ada"}, points: $p, reason: "r"}) { userErrors { code } } }"""
+    await gw.partner(adjust, {"k": "plus", "p": 40})
+    await gw.partner(adjust, {"k": "minus", "p": -15})
+    stats = await gw.partner("{ programStats { pointsIssued pointsRedeemed outstandingPoints } }")
+    # Issued: signup 100 + the 40 credited; the 15 taken back is no issue and no redemption.
+    assert stats["programStats"] == {
+        "pointsIssued": 140,
+        "pointsRedeemed": 0,
+        "outstandingPoints": 125,
+    }
