@@ -8,12 +8,14 @@ caller's rate limit. Each operation has a time limit.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -30,11 +32,14 @@ from gateway.ratelimit import RateLimiter
 from ledger.db import Database
 from ledger.service import LoyaltyService
 from resolvers.context import Context
-from schema.extensions import coded
+from schema.errors import coded
 
 log = logging.getLogger("loyalty.graphql")
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32  # of the body and of GET's `variables` / `extensions`
+BODY_TIMEOUT = 10.0  # seconds a client may take to send its body (408 after)
+HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT"}
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
@@ -84,12 +89,61 @@ def _caller(principal: Principal, request: Request) -> str:
 
 def _content_length(request: Request) -> int:
     text = request.headers.get("content-length") or "0"
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise Refusal(400, "BAD_REQUEST", "malformed Content-Length")
     return int(text)
 
 
+def _authorization(request: Request) -> str | None:
+    """The one Authorization header; two are refused (which one counts is not ours to
+    guess: a proxy may have added one)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise Refusal(400, "BAD_REQUEST", "send one Authorization header")
+    return values[0] if values else None
+
+
+def decode_json(data: str | bytes) -> object:
+    """JSON as the endpoint accepts it: an object or a list, nested at most
+    `MAX_JSON_DEPTH` deep, its strings valid Unicode (no lone surrogates, which JSON's
+    escapes can carry but no database can store). Anything else is a 400."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise HTTPException(400, "the JSON is nested too deeply") from None
+    except ValueError:  # not JSON, or bytes that are not UTF-8
+        raise HTTPException(400, "Unable to parse request body as JSON") from None
+    if not isinstance(value, dict | list):
+        raise HTTPException(400, "the JSON must be an object")
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"the JSON is nested more than {MAX_JSON_DEPTH} deep")
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise HTTPException(400, "a string is not valid Unicode") from None
+    return value
+
+
 async def _read_body(receive: Receive) -> bytes:
+    """The body, within `MAX_BODY_BYTES` and `BODY_TIMEOUT` (a client that trickles
+    its body is cut off)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await _receive_body(receive)
+    except TimeoutError:
+        raise Refusal(408, "REQUEST_TIMEOUT", "the request body took too long") from None
+
+
+async def _receive_body(receive: Receive) -> bytes:
     body = bytearray()
     while True:
         message = await receive()
@@ -144,6 +198,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.metrics = metrics
         self.clock = clock
         self.timeout = timeout
+        self.suggestions = introspection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # subscriptions are not served yet
@@ -157,9 +212,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
             body = await _read_body(receive)
             try:
-                principal = await _principal(
-                    self.authenticator(), request.headers.get("authorization")
-                )
+                principal = await _principal(self.authenticator(), _authorization(request))
             except Refusal:
                 await self._limit(_caller(Anonymous(), request))  # no free token guessing
                 raise
@@ -206,7 +259,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started.append(True)
-                headers = list(message.get("headers", []))
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 if "media_type" in state:
                     headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
@@ -220,12 +273,23 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 }
             await send(message)
 
-        await super().__call__(scope, receive, send_with_id)
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as refused:  # strawberry's refusals, as GraphQL errors
+            code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
+            self.metrics.errors.labels(code).inc()
+            response = Refusal(refused.status_code, code, refused.reason).response(request_id)
+        await response(scope, receive, send_with_id)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json(data)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Every error with a code, the unexpected masked; counted by code."""
         if result.errors:
-            result.errors = coded(result.errors, request.state.request_id)
+            result.errors = coded(
+                result.errors, request.state.request_id, suggestions=self.suggestions
+            )
             for error in result.errors:
                 self.metrics.errors.labels(str((error.extensions or {}).get("code"))).inc()
         answer = await super().process_result(request, result)

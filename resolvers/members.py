@@ -26,7 +26,7 @@ class Reference:
 
 def _member_id(text: str) -> int:
     """An id that cannot name a member (0) when the text is not one of ours."""
-    return int(text) if text.isdigit() and len(text) <= 18 else 0
+    return pagination.ascii_int(text) or 0
 
 
 async def target(ctx: Context, ref: Reference | None) -> MemberRef:

@@ -32,6 +32,22 @@ def page_size(first: int | None) -> int:
     return first
 
 
+def cost_page(first: object) -> int:
+    """The page size the query cost counts for a coerced `first`: what `page_size`
+    serves (a page it refuses is costed as asked, so it can only cost more)."""
+    if first is None:
+        return DEFAULT_PAGE
+    return first if isinstance(first, int) and first >= 1 else 1
+
+
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """The integer of a string of ASCII digits only, else None (`str.isdigit` also takes
+    other scripts' digits and superscripts, which `int` maps or refuses)."""
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def encode(kind: str, key: object) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
 
@@ -56,9 +72,10 @@ def decode_int(kind: str, cursor: str | None) -> int | None:
     key = decode(kind, cursor)
     if key is None:
         return None
-    if not key.isdigit() or len(key) > 18:
+    number = ascii_int(key)
+    if number is None:
         raise ApiError("after is not a cursor of this list", BAD_USER_INPUT)
-    return int(key)
+    return number
 
 
 def page(kind: str, rows: list[T], size: int, key: str = "id") -> Page[T]:

@@ -50,7 +50,7 @@ async def reward(ctx: Context, reward_id: str) -> Reward | None:
 
 def numeric_id(text: str) -> int:
     """An id that names nothing (0) when the text is not one of ours."""
-    return int(text) if text.isdigit() and len(text) <= 18 else 0
+    return pagination.ascii_int(text) or 0
 
 
 async def _owns_hold(ctx: Context, hold_id: int) -> bool:

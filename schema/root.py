@@ -6,19 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
-from strawberry.extensions.max_aliases import create_validator as create_alias_rule
-from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
+from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 
-from schema.extensions import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, QueryCost
+from schema.limits import MAX_DEPTH, MAX_TOKENS, BoundedValidation, QueryCost, validation_rules
 from schema.members import MembersMutation, MembersQuery
 from schema.points import PointsMutation
 from schema.program import ProgramQuery
@@ -52,24 +43,19 @@ def build_schema(
     extensions: Sequence[object] = (),
     max_depth: int = MAX_DEPTH,
 ) -> strawberry.Schema:
-    """The gateway's schema. Without introspection, field suggestions are off too.
+    """The gateway's schema. Without introspection, suggestions are off too (the
+    gateway strips them from every message: see `schema.errors`).
     `extensions` run first (the gateway's metrics)."""
-    rules: list[type[ASTValidationRule]] = [
-        create_depth_rule(max_depth, should_ignore=None),
-        create_alias_rule(MAX_ALIASES),
-    ]
+    # One set of rule classes for the schema's life: the validation cache is keyed by
+    # the rules too, and rules built per request would make every request a miss.
+    rules = validation_rules(max_depth, introspection=introspection)
     chain: list[object] = [
         *extensions,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),  # the caches are shared across requests
-        # One set of rule classes for the schema's life: the validation cache is keyed by
-        # the rules too, and limiters built per request would make every request a miss.
-        lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: BoundedValidation(rules, maxsize=CACHE_SIZE),
         QueryCost,
     ]
-    if not introspection:
-        chain.append(DisableIntrospection)
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
