@@ -61,7 +61,7 @@ def create_app(
         programs = settings.load_programs()  # a bad file stops start-up: file, key, reason
     key_pem = settings.signing_key_pem()
     service = LoyaltyService(programs, clock=clock)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 from collections.abc import Iterator
 
@@ -16,9 +18,14 @@ MAX_OPERATION_NAMES = 500  # operation names are chosen by callers: bound the la
 
 
 class Metrics:
-    """One registry per app, so several gateways in one process never collide."""
+    """One registry per app, so several gateways in one process never collide.
 
-    def __init__(self) -> None:
+    `/metrics` tells how busy the store is and which operations its partners run: with
+    `token` set it answers only `Authorization: Bearer <token>`; without, only callers
+    on the loopback interface (a scraper beside the process)."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
         self.names: set[str] = set()
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -66,5 +73,18 @@ class Metrics:
             self.names.add(name)
         return name
 
+    def allows(self, request: Request) -> bool:
+        if self.token:
+            sent = request.headers.get("authorization", "")
+            return hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode())
+        host = request.client.host if request.client else ""
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
     async def endpoint(self, request: Request) -> Response:
+        if not self.allows(request):
+            headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+            return Response("metrics need the metrics token", 401, headers=headers)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     operation_timeout: float = Field(default=15, gt=0)
     allowed_origins: str = ""
     allow_private_webhooks: bool = False
+    metrics_token: str | None = None
 
     def signing_key_pem(self) -> bytes | None:
         """The configured private key, read once at start, or None (kept in the database)."""

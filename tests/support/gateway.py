@@ -131,6 +131,7 @@ async def running_gateway(
     jobs_interval: float | None = None,
     operation_timeout: float = 15,
     other_programs: Iterable[str] = (),
+    metrics_token: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
     identity = IdentityProvider()
@@ -144,6 +145,7 @@ async def running_gateway(
             introspection=introspection,
             jobs_interval=jobs_interval or 60,
             operation_timeout=operation_timeout,
+            metrics_token=metrics_token,
         )
         programs = [gateway_program(identity.url, **overrides)]
         programs += [gateway_program(identity.url, id=other) for other in other_programs]
