@@ -16,14 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import uvicorn
-from aiohttp import web
-from joserfc import jwt
-from joserfc.jwk import ECKey
 from starlette.applications import Starlette
 
 from auth import scopes
 from auth.models import OAuthClient
 from auth.server import AuthorizationServer, ClientCredentials
+from backends.fakes.identity import FakeIdentityProvider
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
@@ -39,7 +37,7 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, MemberTokens, Program, load_program
+from ledger.program import DEMO_PROGRAM, Program, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 
@@ -143,54 +141,6 @@ FIRST_MUTATION = """mutation {
 }"""
 
 
-class DemoIdentityProvider:
-    """The store's identity provider, for the demo's members: signs their tokens and
-    serves its JWKS on a loopback port."""
-
-    def __init__(self) -> None:
-        self.key = ECKey.generate_key("P-256", private=True, auto_kid=True)
-        self.runner: web.AppRunner | None = None
-        self.issuer = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/.well-known/jwks.json", self._jwks)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.issuer = f"http://127.0.0.1:{port}/"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    @property
-    def jwks_url(self) -> str:
-        return f"{self.issuer}.well-known/jwks.json"
-
-    def member_tokens(self) -> MemberTokens:
-        return MemberTokens(
-            issuer=self.issuer, audience=DEMO_AUDIENCE, jwks_url=self.jwks_url, customer_claim="sub"
-        )
-
-    def token(self, customer_id: str, lifetime: timedelta = timedelta(hours=12)) -> str:
-        now = datetime.now(UTC)
-        claims = {
-            "iss": self.issuer,
-            "aud": DEMO_AUDIENCE,
-            "sub": customer_id,
-            "iat": int(now.timestamp()),
-            "exp": int((now + lifetime).timestamp()),
-        }
-        header = {"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}
-        return jwt.encode(header, claims, self.key, algorithms=["ES256"])
-
-    async def _jwks(self, request: web.Request) -> web.Response:
-        return web.json_response({"keys": [self.key.as_dict(private=False)]})
-
-
 async def prepare(url: str, program: Program) -> None:
     """Migrate, seed and bring the throwaway ledger up to date; print the balances."""
     await upgrade_async(url)
@@ -244,9 +194,9 @@ Metrics: {base}/metrics   Stop: Ctrl-C
 
 async def demo(directory: Path, host: str, port: int) -> None:
     url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
-    identity = DemoIdentityProvider()
-    await identity.start()
-    try:
+    async with FakeIdentityProvider(
+        audience=DEMO_AUDIENCE, algorithm="ES256"
+    ).serving() as identity:
         base = load_program(DEMO_PROGRAM)
         program = base.model_copy(update={"member_tokens": identity.member_tokens()})
         await prepare(url, program)
@@ -260,12 +210,9 @@ async def demo(directory: Path, host: str, port: int) -> None:
                 return
             await asyncio.sleep(0.05)
         credentials, partner = await partner_token(app, program.id)
-        print(
-            banner(settings.issuer, credentials, partner, identity.token(DEMO_MEMBER)), flush=True
-        )
+        member = identity.token(DEMO_MEMBER, lifetime=timedelta(hours=12))
+        print(banner(settings.issuer, credentials, partner, member), flush=True)
         await serving
-    finally:
-        await identity.stop()
 
 
 def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:

@@ -12,13 +12,13 @@ import pytest
 
 from auth.members import IdentityProviderUnavailable, MemberTokenVerifier
 from auth.tokens import InvalidToken
+from backends.fakes.identity import AUDIENCE, ISSUER, FakeIdentityProvider
 from ledger.program import MemberTokens
-from tests.support.identity import AUDIENCE, ISSUER, IdentityProvider
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[IdentityProvider]:
-    async with IdentityProvider().serving() as idp:
+async def provider() -> AsyncIterator[FakeIdentityProvider]:
+    async with FakeIdentityProvider(issuer=ISSUER).serving() as idp:
         yield idp
 
 
@@ -28,7 +28,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def verifier(idp: IdentityProvider, http: aiohttp.ClientSession, **kw: str) -> MemberTokenVerifier:
+def verifier(
+    idp: FakeIdentityProvider, http: aiohttp.ClientSession, **kw: str
+) -> MemberTokenVerifier:
     config = MemberTokens(
         issuer=kw.get("issuer", ISSUER),
         audience=kw.get("audience", AUDIENCE),
@@ -39,7 +41,7 @@ def verifier(idp: IdentityProvider, http: aiohttp.ClientSession, **kw: str) -> M
 
 
 async def test_a_valid_token_names_the_customer(
-    provider: IdentityProvider, http: aiohttp.ClientSession
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession
 ) -> None:
     check = verifier(provider, http)
     assert await check.customer_id(provider.token("cust-42")) == "cust-42"
@@ -48,7 +50,7 @@ async def test_a_valid_token_names_the_customer(
 
 
 async def test_another_claim_can_name_the_customer(
-    provider: IdentityProvider, http: aiohttp.ClientSession
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession
 ) -> None:
     check = verifier(provider, http, claim="customer_id")
     assert await check.customer_id(provider.token("user-9", customer_id=1234)) == "1234"
@@ -57,7 +59,7 @@ async def test_another_claim_can_name_the_customer(
 
 
 async def test_a_rotated_key_is_fetched_once(
-    provider: IdentityProvider, http: aiohttp.ClientSession
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession
 ) -> None:
     check = verifier(provider, http)
     await check.customer_id(provider.token())
@@ -67,7 +69,7 @@ async def test_a_rotated_key_is_fetched_once(
     assert provider.fetches == 2
     # a token signed by a key the provider never published: refused, and the provider
     # is not fetched again right after a fetch
-    stranger = IdentityProvider()
+    stranger = FakeIdentityProvider(issuer=ISSUER)
     with pytest.raises(InvalidToken):
         await check.customer_id(stranger.token("cust-7"))
     assert provider.fetches == 2
@@ -84,7 +86,7 @@ async def test_a_rotated_key_is_fetched_once(
     ],
 )
 async def test_claims_are_checked(
-    provider: IdentityProvider,
+    provider: FakeIdentityProvider,
     http: aiohttp.ClientSession,
     overrides: dict[str, object],
     reason: str,
@@ -94,7 +96,7 @@ async def test_claims_are_checked(
 
 
 async def test_unsigned_and_symmetric_tokens_are_refused(
-    provider: IdentityProvider, http: aiohttp.ClientSession
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession
 ) -> None:
     _, body, _ = provider.token().split(".")
     for alg in ("none", "HS256"):
@@ -104,7 +106,7 @@ async def test_unsigned_and_symmetric_tokens_are_refused(
 
 
 async def test_a_provider_that_is_down_is_unavailable_not_a_crash(
-    provider: IdentityProvider, http: aiohttp.ClientSession
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession
 ) -> None:
     provider.status = 503
     with pytest.raises(IdentityProviderUnavailable, match="503"):
@@ -113,7 +115,7 @@ async def test_a_provider_that_is_down_is_unavailable_not_a_crash(
 
 @pytest.mark.parametrize("garbage", ["", "abc", "!!!.x.y", "e30.e30.e30"])
 async def test_garbage_is_refused(
-    provider: IdentityProvider, http: aiohttp.ClientSession, garbage: str
+    provider: FakeIdentityProvider, http: aiohttp.ClientSession, garbage: str
 ) -> None:
     with pytest.raises(InvalidToken):
         await verifier(provider, http).customer_id(garbage)

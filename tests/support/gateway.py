@@ -13,11 +13,11 @@ import aiohttp
 from starlette.applications import Starlette
 
 from auth import scopes
+from backends.fakes.identity import AUDIENCE, ISSUER, FakeIdentityProvider
 from gateway.app import create_app
 from gateway.settings import Settings
 from ledger.db import Database
 from ledger.program import Program
-from tests.support.identity import AUDIENCE, ISSUER, IdentityProvider
 from tests.support.ledger import Clock, make_program
 from tests.support.server import free_port, serving
 
@@ -43,7 +43,7 @@ class Gateway:
     url: str
     app: Starlette
     http: aiohttp.ClientSession
-    identity: IdentityProvider
+    identity: FakeIdentityProvider
     clock: Clock
     tokens: dict[tuple[frozenset[str], str], str] = field(default_factory=dict)
 
@@ -134,7 +134,7 @@ async def running_gateway(
     metrics_token: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
-    identity = IdentityProvider()
+    identity = FakeIdentityProvider(issuer=ISSUER)
     clock = Clock()
     async with identity.serving(), aiohttp.ClientSession() as http:
         port = free_port()
