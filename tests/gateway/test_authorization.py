@@ -325,15 +325,15 @@ async def test_authorization_matrix(gw: Gateway, operation: Operation) -> None:
         errors = data[0]["userErrors"] if isinstance(data, list) else data["userErrors"]
         assert [e["code"] for e in errors] and errors[0]["code"].startswith("UNKNOWN"), data
 
-    # Allowed: exactly the scope needed.
+    # Allowed: exactly the scope needed, with exactly its effect.
+    assert await ada_state(gw, setup) == ADA_BEFORE
     response = await gw.graphql(operation.document, variables, await gw.token({operation.scope}))
     codes, data = outcome(response)
     assert codes == [], response.body
-    if operation.query:
-        assert data is not None and data != {"edges": []}
-    else:
+    if not operation.query:
         payload = data[0] if isinstance(data, list) else data
         assert payload["userErrors"] == [], payload
+    await EFFECTS[operation.name](gw, setup, data)
     if operation.member_self and operation.name not in {"rewards"}:
         ada = await gw.partner(
             "query($r: MemberRef!) { member(ref: $r) { customerId } }", {"r": {"id": setup.ada}}
@@ -345,3 +345,104 @@ async def test_authorization_matrix(gw: Gateway, operation: Operation) -> None:
             operation.document, own, gw.member_token(ada["member"]["customerId"])
         )
         assert response.codes == [], response.body
+        if not operation.query:
+            # The partner already released the hold: it resolves once.
+            errors = [] if operation.name != "releasePoints" else [{"code": "INVALID_STATE"}]
+            assert next(iter(response.data.values()))["userErrors"] == errors, response.body
+
+
+ADA = "query($r: MemberRef!) { member(ref: $r) { customerId name email points { available pending held } redemptions { edges { node { status reward { id } } } } } }"
+# Ada after `prepare`: 100 signup + 2000 adjusted, 50 pending from order O1, 10 held,
+# 500 spent on a five-off redemption.
+ADA_BEFORE = {
+    "customerId": "ada",
+    "name": None,
+    "points": (1590, 50, 10),
+    "redemptions": ["five-off:ISSUED"],
+}
+
+
+async def ada_state(gw: Gateway, setup: Setup) -> dict[str, Any]:
+    member = (await gw.partner(ADA, {"r": {"id": setup.ada}}))["member"]
+    points = member["points"]
+    return {
+        "customerId": member["customerId"],
+        "name": member["name"],
+        "points": (points["available"], points["pending"], points["held"]),
+        "redemptions": sorted(
+            f"{e['node']['reward']['id']}:{e['node']['status']}"
+            for e in member["redemptions"]["edges"]
+        ),
+    }
+
+
+def ada_becomes(**changes: Any) -> Any:
+    """An effect: Ada's state is `ADA_BEFORE` with `changes`, nothing else."""
+
+    async def check(gw: Gateway, setup: Setup, data: Any) -> None:
+        assert await ada_state(gw, setup) == {**ADA_BEFORE, **changes}
+
+    return check
+
+
+async def enrolled(gw: Gateway, setup: Setup, data: Any) -> None:
+    new = (await gw.partner(ADA, {"r": {"customerId": "new"}}))["member"]
+    assert new["points"] == {"available": 100, "pending": 0, "held": 0}  # the signup bonus
+    assert await ada_state(gw, setup) == ADA_BEFORE
+
+
+async def forgotten(gw: Gateway, setup: Setup, data: Any) -> None:
+    assert (await gw.partner(ADA, {"r": {"id": setup.ada}}))["member"] is None
+    async with gw.database.reading() as session:
+        member = await session.get(Member, int(setup.ada))
+    assert member is not None and member.customer_id.startswith("forgotten-")
+    assert (member.email, member.name) == (None, None)
+
+
+async def reward_changed(gw: Gateway, setup: Setup, data: Any) -> None:
+    rewards = await gw.partner("{ rewards { edges { node { id name cost } } } }")
+    nodes = {e["node"]["id"]: e["node"] for e in rewards["rewards"]["edges"]}
+    assert nodes["five-off"] == {"id": "five-off", "name": "Changed", "cost": 1}
+    assert await ada_state(gw, setup) == ADA_BEFORE
+
+
+def answers(expected: Any) -> Any:
+    """An effect of a query: exactly this answer, and nothing written."""
+
+    async def check(gw: Gateway, setup: Setup, data: Any) -> None:
+        assert data == (expected(setup) if callable(expected) else expected)
+        assert await ada_state(gw, setup) == ADA_BEFORE
+
+    return check
+
+
+async def exported(gw: Gateway, setup: Setup, data: Any) -> None:
+    assert data["member"]["id"] == setup.ada and data["member"]["customerId"] == "ada"
+    assert data["points"]["available"] == 1590
+    assert await ada_state(gw, setup) == ADA_BEFORE
+
+
+EFFECTS: dict[str, Any] = {
+    "enrollMember": enrolled,
+    "updateMember": ada_becomes(name="X"),
+    "forgetMember": forgotten,
+    "recordPurchase": ada_becomes(points=(1590, 60, 10)),
+    "recordPurchases": ada_becomes(points=(1590, 60, 10)),
+    "recordAction": ada_becomes(points=(1640, 50, 10)),
+    "refundPurchase": ada_becomes(points=(1590, 40, 10)),
+    "adjustPoints": ada_becomes(points=(1595, 50, 10)),
+    "redeemReward": ada_becomes(
+        points=(1090, 50, 10), redemptions=["five-off:ISSUED", "five-off:ISSUED"]
+    ),
+    "useRedemption": ada_becomes(redemptions=["five-off:USED"]),
+    "cancelRedemption": ada_becomes(points=(2090, 50, 10), redemptions=["five-off:CANCELLED"]),
+    "holdPoints": ada_becomes(points=(1580, 50, 20)),
+    "capturePoints": ada_becomes(points=(1590, 50, 0)),
+    "releasePoints": ada_becomes(points=(1600, 50, 0)),
+    "upsertReward": reward_changed,
+    "member": answers(lambda s: {"id": s.ada, "points": {"available": 1590}}),
+    "members": answers({"edges": [{"node": {"id": "1"}}, {"node": {"id": "2"}}]}),
+    "programStats": answers({"members": 2}),
+    "exportMember": exported,
+    "rewards": answers({"edges": [{"node": {"id": i}} for i in ("five-off", "lounge", "tote")]}),
+}
