@@ -109,6 +109,7 @@ def create_app(
         clock=clock,
         timeout=settings.operation_timeout,
     )
+    app.state.oauth_rate_limiter = RateLimiter(settings.oauth_rate_limit)
     app.state.service = service
     app.state.metrics = metrics
     app.router.routes.extend(
