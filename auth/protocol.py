@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     ClientCredentialsGrant,
     ClientMixin,
+    InvalidClientError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
@@ -59,10 +60,20 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         return {}
 
 
+def _basic_client_id(headers: Mapping[str, str]) -> str | None:
+    """The client id of HTTP Basic credentials, as Authlib reads them; None when there
+    are none or they are not UTF-8 (Authlib lets that UnicodeDecodeError escape)."""
+    try:
+        client_id, _ = extract_basic_authorization(headers)
+    except UnicodeDecodeError:
+        return None
+    return client_id if isinstance(client_id, str) else None
+
+
 def claimed_client_ids(form: Mapping[str, str], headers: Mapping[str, str]) -> list[str]:
-    """The client ids a request names, in HTTP Basic (as Authlib reads it) or in the form;
-    who it claims to be, before any secret is checked."""
-    basic_id, _ = extract_basic_authorization(headers)
+    """The client ids a request names, in HTTP Basic or in the form; who it claims to
+    be, before any secret is checked."""
+    basic_id = _basic_client_id(headers)
     claimed = [basic_id, form.get("client_id")]
     return list(dict.fromkeys(cid for cid in claimed if isinstance(cid, str) and cid))
 
@@ -250,6 +261,8 @@ class Protocol(AuthorizationServer):  # type: ignore[misc]
         scheme = request.headers.get("Authorization", "").partition(" ")[0]
         if scheme.lower() == "basic" and "client_secret" in request.form:
             raise InvalidRequestError("use one client authentication method, not two")
+        if scheme.lower() == "basic" and _basic_client_id(request.headers) is None:
+            raise InvalidClientError(status_code=401, description="malformed basic credentials")
         client: RegisteredClient = super().authenticate_client(request, methods, endpoint)
         return client
 
