@@ -25,7 +25,6 @@ from auth.protocol import (
     RegisteredClient,
     claimed_client_ids,
     error_answer,
-    metadata,
 )
 from auth.scopes import InvalidScope as InvalidScope
 from auth.secrets import hash_secret, in_key_worker, new_secret
@@ -61,7 +60,6 @@ async def load_signing_key(session: AsyncSession, key_pem: bytes | None) -> Sign
 class AuthorizationServer:
     def __init__(self, tokens: TokenIssuer) -> None:
         self.tokens = tokens
-        self.metadata = metadata(tokens.issuer)
 
     async def create_client(
         self, session: AsyncSession, program_id: str, name: str, scopes: frozenset[str]

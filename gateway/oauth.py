@@ -113,7 +113,8 @@ async def jwks(request: Request) -> Response:
 
 
 async def metadata(request: Request) -> Response:
-    return JSONResponse(_server(request).metadata)
+    document: dict[str, object] = request.app.state.oauth_metadata
+    return JSONResponse(document)
 
 
 routes = [
