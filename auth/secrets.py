@@ -12,13 +12,15 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-KEY_WORKERS = 4
+# More derivations at once than cores only queue for the CPU, and take it from the loop.
+KEY_WORKERS = min(4, os.cpu_count() or 1)
 
 P = ParamSpec("P")
 T = TypeVar("T")
