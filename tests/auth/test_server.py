@@ -4,6 +4,8 @@ introspection and the shared signing key."""
 from __future__ import annotations
 
 import base64
+import hashlib
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -158,3 +160,37 @@ async def test_the_signing_key_is_made_once_and_shared(database: Database) -> No
     configured = SigningKey.generate()
     async with database.transaction() as session:
         assert (await load_signing_key(session, configured.to_pem())).kid == configured.kid
+
+
+async def test_every_refused_secret_costs_one_key_derivation(
+    database: Database, server: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong secret, an unknown id, an over-long id and a deactivated client all cost
+    one scrypt, so the timing does not tell which client ids exist."""
+    creds, retired = await client(database, server), await client(database, server)
+    async with database.transaction() as session:
+        row = await session.get(OAuthClient, retired.client_id)
+        assert row is not None
+        row.active = False
+    derivations: list[int] = []
+    real = hashlib.scrypt
+
+    def counting(*args: Any, **kwargs: Any) -> bytes:
+        derivations.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    for who in (
+        ClientCredentials(creds.client_id, "wrong"),
+        ClientCredentials("cli_nobody", "wrong"),
+        ClientCredentials("x" * 500, "wrong"),
+        retired,
+    ):
+        derivations.clear()
+        answer = await ask(database, server, "token", who, grant_type="client_credentials")
+        assert (answer.status, answer.body["error"]) == (401, "invalid_client")
+        assert len(derivations) == 1, who
+    derivations.clear()
+    granted = await ask(database, server, "token", creds, grant_type="client_credentials")
+    assert granted.status == 200
+    assert len(derivations) == 1
