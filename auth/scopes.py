@@ -44,3 +44,19 @@ def parse(text: str) -> frozenset[str]:
 
 def render(scopes: frozenset[str]) -> str:
     return " ".join(sorted(scopes))
+
+
+class InvalidScope(ValueError):
+    """A token request for scopes the client does not have (RFC 6749 `invalid_scope`)."""
+
+
+def grant(allowed: frozenset[str], requested: str | None) -> frozenset[str]:
+    """The scopes a token gets: those requested, or all of the client's when none are
+    named; `InvalidScope` for an unknown scope or one the client was not given."""
+    try:
+        wanted = parse(requested) if requested else allowed
+    except UnknownScope as exc:
+        raise InvalidScope(str(exc)) from None
+    if not wanted <= allowed:
+        raise InvalidScope("scope(s) not granted to this client: " + render(wanted - allowed))
+    return wanted

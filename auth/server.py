@@ -1,28 +1,35 @@
-"""The OAuth2 authorization server's logic: clients, client credentials, revocation,
-introspection, and the signing key every replica shares. HTTP lives in the gateway."""
+"""The OAuth2 authorization server: partner clients, token requests, revocation and
+introspection, and the signing key every replica shares. The protocol is Authlib's
+(`auth.protocol`); SQL is in `auth.repository`; HTTP lives in the gateway."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from authlib.oauth2.rfc6749 import OAuth2Error
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth import repository
 from auth import scopes as scope_names
-from auth.models import OAuthClient, RevokedToken, StoredSigningKey
-from auth.secrets import hash_secret, new_secret, verify_secret
-from auth.tokens import AccessToken, InvalidToken, SigningKey, TokenIssuer
-
-# Checked against when the client id is unknown, so both paths cost one scrypt.
-_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
-
-
-class InvalidScope(ValueError):
-    """A token request for scopes the client does not have (RFC 6749 `invalid_scope`)."""
+from auth.models import OAuthClient, StoredSigningKey
+from auth.protocol import (
+    Answer,
+    Endpoint,
+    FormRequest,
+    Preloaded,
+    Protocol,
+    RegisteredClient,
+    claimed_client_ids,
+    error_answer,
+)
+from auth.scopes import InvalidScope as InvalidScope
+from auth.secrets import hash_secret, in_key_worker, new_secret
+from auth.tokens import AccessToken, InvalidToken, SigningKey, TokenIssuer, peek
+from ledger.db import Database
 
 
 @dataclass(frozen=True)
@@ -36,20 +43,16 @@ async def load_signing_key(session: AsyncSession, key_pem: bytes | None) -> Sign
     made on first start."""
     if key_pem is not None:
         return SigningKey.from_pem(key_pem)
-    stored = await session.scalar(select(StoredSigningKey).order_by(StoredSigningKey.created_at))
-    if stored is not None:
-        return SigningKey.from_pem(stored.private_pem.encode())
-    key = SigningKey.generate()
-    try:
-        async with session.begin_nested():
-            session.add(
-                StoredSigningKey(
-                    kid=key.kid, private_pem=key.to_pem().decode(), created_at=datetime.now(UTC)
-                )
-            )
-    except IntegrityError:  # pragma: no cover - another replica won the race just now
-        pass
-    stored = await session.scalar(select(StoredSigningKey).order_by(StoredSigningKey.created_at))
+    stored = await repository.oldest_signing_key(session)
+    if stored is None:
+        key = SigningKey.generate()
+        await repository.add_signing_key(
+            session,
+            StoredSigningKey(
+                kid=key.kid, private_pem=key.to_pem().decode(), created_at=datetime.now(UTC)
+            ),
+        )
+        stored = await repository.oldest_signing_key(session)
     assert stored is not None
     return SigningKey.from_pem(stored.private_pem.encode())
 
@@ -63,85 +66,82 @@ class AuthorizationServer:
     ) -> ClientCredentials:
         client_id = "cli_" + secrets.token_urlsafe(12)
         secret = new_secret()
-        session.add(
+        await repository.add_client(
+            session,
             OAuthClient(
                 client_id=client_id,
                 program_id=program_id,
                 name=name,
-                secret_hash=hash_secret(secret),
+                secret_hash=await in_key_worker(hash_secret, secret),
                 scopes=scope_names.render(scopes),
                 active=True,
                 created_at=datetime.now(UTC),
-            )
+            ),
         )
-        await session.flush()
         return ClientCredentials(client_id, secret)
 
-    async def authenticate(
-        self, session: AsyncSession, client_id: str, secret: str
-    ) -> OAuthClient | None:
-        client = await session.get(OAuthClient, client_id) if len(client_id) <= 64 else None
-        if client is None or not client.active:
-            verify_secret(secret, _DUMMY_HASH)
-            return None
-        return client if verify_secret(secret, client.secret_hash) else None
-
     def issue(self, client: OAuthClient, requested: str | None) -> tuple[str, AccessToken]:
-        """A token for the requested scopes (all of the client's when none are named)."""
-        allowed = frozenset(client.scopes.split())
-        try:
-            wanted = scope_names.parse(requested) if requested else allowed
-        except scope_names.UnknownScope as exc:
-            raise InvalidScope(str(exc)) from None
-        if not wanted <= allowed:
-            raise InvalidScope(
-                "scope(s) not granted to this client: "
-                + scope_names.render(frozenset(wanted - allowed))
-            )
-        return self.tokens.mint(client.client_id, client.program_id, wanted)
+        """A token for the requested scopes (all of the client's when none are named),
+        outside a token request: the demo and the benchmarks."""
+        wanted = scope_names.grant(frozenset(client.scopes.split()), requested)
+        return self.tokens.mint_for(RegisteredClient(client), scope_names.render(wanted))
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
-        return await session.get(RevokedToken, jti) is not None
+        return await repository.is_revoked(session, jti)
 
     async def verify(self, session: AsyncSession, token: str) -> AccessToken:
         """A token of ours, unexpired and not revoked; `InvalidToken` otherwise."""
         claims = self.tokens.verify(token)
-        if await self.is_revoked(session, claims.jti):
+        if await repository.is_revoked(session, claims.jti):
             raise InvalidToken("revoked")
         return claims
 
-    async def revoke(self, session: AsyncSession, client: OAuthClient, token: str) -> None:
-        """RFC 7009: revoke a token of this client; anything else is silently ignored."""
-        try:
-            claims = self.tokens.verify(token)
-        except InvalidToken:
-            return
-        if claims.client_id != client.client_id:
-            return
-        if await session.get(RevokedToken, claims.jti) is None:
-            session.add(RevokedToken(jti=claims.jti, expires_at=claims.expires_at))
-            await session.flush()
+    async def respond(
+        self,
+        database: Database,
+        endpoint: Endpoint,
+        uri: str,
+        form: dict[str, str],
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """Authlib's answer to a token, introspection or revocation request.
 
-    async def introspect(
-        self, session: AsyncSession, client: OAuthClient, token: str
-    ) -> dict[str, Any]:
-        """RFC 7662: what the token grants, for a client of the same program."""
+        The client rows and the token's revocation are read first; Authlib then runs in a
+        key-derivation worker thread (the secret check is a scrypt); revocations it
+        decided on are stored last, in their own transaction."""
         try:
-            claims = await self.verify(session, token)
-        except InvalidToken:
-            return {"active": False}
-        if claims.program_id != client.program_id:
-            return {"active": False}
-        return {
-            "active": True,
-            "scope": scope_names.render(claims.scopes),
-            "client_id": claims.client_id,
-            "sub": claims.subject,
-            "program": claims.program_id,
-            "token_type": "Bearer",
-            "iss": self.tokens.issuer,
-            "aud": self.tokens.issuer,
-            "jti": claims.jti,
-            "iat": int(claims.issued_at.timestamp()),
-            "exp": int(claims.expires_at.timestamp()),
-        }
+            request = FormRequest(uri, form, headers)
+        except OAuth2Error as error:  # insecure transport
+            return error_answer(error)
+        async with database.reading() as session:
+            preloaded = await self._preload(session, endpoint, request)
+        answer = await in_key_worker(Protocol(self.tokens, preloaded).answer, endpoint, request)
+        if preloaded.revocations:
+            async with database.transaction() as session:
+                for claims in preloaded.revocations:
+                    await repository.revoke(session, claims.jti, claims.expires_at)
+        return answer
+
+    async def _preload(
+        self, session: AsyncSession, endpoint: Endpoint, request: FormRequest
+    ) -> Preloaded:
+        clients: dict[str, OAuthClient] = {}
+        for client_id in claimed_client_ids(request.form, request.headers):
+            row = await repository.client_by_id(session, client_id)
+            if row is not None:
+                clients[client_id] = row
+        revoked: frozenset[str] = frozenset()
+        jti = _jti(request.form.get("token", "")) if endpoint != "token" else None
+        if jti is not None and await repository.is_revoked(session, jti):
+            revoked = frozenset({jti})
+        return Preloaded(clients, revoked)
+
+
+def _jti(token: str) -> str | None:
+    """The `jti` a token claims, unverified: only to look its revocation up."""
+    try:
+        _, claims = peek(token)
+    except InvalidToken:
+        return None
+    jti: Any = claims.get("jti")
+    return jti if isinstance(jti, str) and len(jti) <= 100 else None

@@ -1,5 +1,12 @@
 """Access tokens the gateway mints: RFC 9068 JWTs signed with the gateway key.
 
+Minting is Authlib's `JWTBearerTokenGenerator` (header `typ: at+jwt`, `iss`, `sub`,
+`client_id`, `iat`, `exp`, `jti`, `scope`), told our key, our audience and the `program`
+claim. Verifying stays our own, on joserfc (the JOSE library Authlib itself uses):
+Authlib's `JWTBearerTokenValidator` accepts a token without `typ`, lets the token's
+header choose among every algorithm joserfc knows, does not check `kid`, and knows
+nothing of `program`; each of those is a refusal DESIGN §5 asks for.
+
 Verification accepts exactly what `TokenIssuer` mints: our algorithm and key id, the
 `at+jwt` type, our issuer and audience, an unexpired `exp`, and a `jti` not revoked.
 `alg: none`, HS256 signed with the public key (key confusion), a foreign `kid` or a
@@ -15,11 +22,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from auth import scopes as scope_names
 
@@ -102,6 +110,53 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class TokenClient(Protocol):
+    """Whom a token is minted for: an OAuth2 client of one program."""
+
+    @property
+    def program_id(self) -> str: ...
+
+    def get_client_id(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Client:
+    client_id: str
+    program_id: str
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
+    """Authlib's RFC 9068 generator with the gateway's key, audience, clock and claims."""
+
+    def __init__(self, issuer: TokenIssuer) -> None:
+        lifetime = int(issuer.lifetime.total_seconds())
+        super().__init__(issuer.issuer, alg=issuer.key.algorithm, expires_generator=lifetime)
+        self.tokens = issuer
+        self.lifetime = lifetime
+        # A key set, not the key: joserfc then writes the key's `kid` into the header.
+        self.keys = KeySet([issuer.key.key])
+
+    def get_jwks(self) -> KeySet:
+        return self.keys
+
+    def get_audiences(self, client: TokenClient, user: object, scope: str) -> str:
+        return self.tokens.issuer
+
+    def get_jti(self, client: TokenClient, grant_type: str, user: object, scope: str) -> str:
+        return secrets.token_urlsafe(16)
+
+    def get_extra_claims(
+        self, client: TokenClient, grant_type: str, user: object, scope: str
+    ) -> dict[str, Any]:
+        # Authlib stamps `iat` and `exp` from time.time(); the issuer's clock takes their
+        # place so that one clock mints and verifies (tests move it to expire a token).
+        issued = int(self.tokens.clock().timestamp())
+        return {"program": client.program_id, "iat": issued, "exp": issued + self.lifetime}
+
+
 class TokenIssuer:
     """Mints and verifies the gateway's access tokens."""
 
@@ -117,6 +172,7 @@ class TokenIssuer:
         self.issuer = issuer
         self.lifetime = lifetime
         self.clock = clock
+        self.generator = AccessTokenGenerator(self)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.key.public_jwk()]}
@@ -124,29 +180,16 @@ class TokenIssuer:
     def mint(
         self, client_id: str, program_id: str, scopes: frozenset[str]
     ) -> tuple[str, AccessToken]:
-        issued = self.clock().replace(microsecond=0)
-        claims = AccessToken(
-            subject=client_id,
-            client_id=client_id,
-            program_id=program_id,
-            scopes=scopes,
-            jti=secrets.token_urlsafe(16),
-            issued_at=issued,
-            expires_at=issued + self.lifetime,
+        """A token and its claims, outside any token request (the demo, benchmarks)."""
+        return self.mint_for(_Client(client_id, program_id), scope_names.render(scopes))
+
+    def mint_for(self, client: TokenClient, scope: str) -> tuple[str, AccessToken]:
+        token = str(
+            self.generator.access_token_generator(
+                client=client, grant_type="client_credentials", user=None, scope=scope
+            )
         )
-        header = {"alg": self.key.algorithm, "typ": "at+jwt", "kid": self.key.kid}
-        payload = {
-            "iss": self.issuer,
-            "aud": self.issuer,
-            "sub": claims.subject,
-            "client_id": client_id,
-            "program": program_id,
-            "scope": scope_names.render(scopes),
-            "jti": claims.jti,
-            "iat": int(issued.timestamp()),
-            "exp": int(claims.expires_at.timestamp()),
-        }
-        return jwt.encode(header, payload, self.key.key, algorithms=[self.key.algorithm]), claims
+        return token, self.verify(token)
 
     def verify(
         self, token: str, is_revoked: Callable[[str], bool] = lambda jti: False

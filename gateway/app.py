@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from auth.members import MemberTokenVerifier
 from auth.principals import Authenticator
+from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
 from gateway import oauth, scheduler
@@ -60,6 +61,10 @@ def create_app(
     if programs is None:
         programs = settings.load_programs()  # a bad file stops start-up: file, key, reason
     key_pem = settings.signing_key_pem()
+    try:
+        oauth_metadata = authorization_server_metadata(settings.issuer)
+    except ValueError as exc:  # Authlib's RFC 8414 checks: https, or loopback http
+        raise ValueError(f"LOYALTY_ISSUER {settings.issuer!r}: {exc}") from None
     service = LoyaltyService(programs, clock=clock)
     metrics = Metrics(settings.metrics_token)
 
@@ -109,6 +114,8 @@ def create_app(
         clock=clock,
         timeout=settings.operation_timeout,
     )
+    app.state.oauth_rate_limiter = RateLimiter(settings.oauth_rate_limit)
+    app.state.oauth_metadata = oauth_metadata
     app.state.service = service
     app.state.metrics = metrics
     app.router.routes.extend(

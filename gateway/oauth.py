@@ -1,42 +1,41 @@
-"""OAuth2 over HTTP: client credentials (RFC 6749 §4.4), JWKS, RFC 8414 metadata,
-RFC 7662 introspection and RFC 7009 revocation. The logic lives in `auth.server`."""
+"""OAuth2 over HTTP: a thin Starlette adapter in front of Authlib (`auth.protocol`).
+
+It reads the form body (at most `MAX_FORM_BYTES`), counts the request against
+`LOYALTY_OAUTH_RATE_LIMIT` per remote address and per claimed client id before any
+secret is checked, and hands the rest to `AuthorizationServer.respond`.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl
 
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from auth import scopes
-from auth.models import OAuthClient
-from auth.server import AuthorizationServer, InvalidScope
+from auth.protocol import Answer, Endpoint, claimed_client_ids, error_answer
+from auth.server import AuthorizationServer
+from gateway.ratelimit import RateLimiter
 from ledger.db import Database
 
 MAX_FORM_BYTES = 8 * 1024
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+MAX_FORM_FIELDS = 32
 
 
-class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
+class RateLimited(OAuth2Error):  # type: ignore[misc]
+    """No RFC 6749 code fits; `rate_limited` matches GraphQL's `RATE_LIMITED`."""
 
-    def response(self) -> JSONResponse:
-        headers = dict(NO_STORE)
-        if self.status == 401:
-            headers["WWW-Authenticate"] = 'Basic realm="loyalty-gateway"'
-        return JSONResponse(
-            {"error": self.error, "error_description": self.description},
-            status_code=self.status,
-            headers=headers,
-        )
+    error = "rate_limited"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many requests; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        return [*headers, ("Retry-After", str(self.retry_after))]
 
 
 def _server(request: Request) -> AuthorizationServer:
@@ -44,96 +43,67 @@ def _server(request: Request) -> AuthorizationServer:
     return server
 
 
-def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
 async def _form(request: Request) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        raise OAuthError("invalid_request", "send application/x-www-form-urlencoded")
+        raise InvalidRequestError("send application/x-www-form-urlencoded")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            raise OAuthError("invalid_request", "request too large", 413)
-    fields: dict[str, str] = {}
-    for pair in body.decode("utf-8", errors="replace").split("&"):
-        if not pair:
-            continue
-        name, _, value = pair.partition("=")
-        name, value = unquote(name.replace("+", " ")), unquote(value.replace("+", " "))
-        if name in fields:
-            raise OAuthError("invalid_request", f"parameter {name} given twice")
-        fields[name] = value
-    return fields
+            raise InvalidRequestError("request too large", status_code=413)
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequestError("malformed form body") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):  # RFC 6749 §3.2: no parameter more than once
+        raise InvalidRequestError("a parameter is given twice")
+    return form
 
 
-async def _client(request: Request, form: dict[str, str]) -> OAuthClient:
-    """client_secret_basic or client_secret_post, never both."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("basic "):
-        if "client_secret" in form:
-            raise OAuthError("invalid_request", "use one client authentication method")
-        try:
-            decoded = base64.b64decode(header[6:], validate=True).decode()
-            client_id, _, secret = decoded.partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise OAuthError("invalid_client", "malformed basic credentials", 401) from None
-        client_id, secret = unquote(client_id), unquote(secret)
-    else:
-        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
-    if not client_id or not secret:
-        raise OAuthError("invalid_client", "client authentication is required", 401)
-    async with _database(request).reading() as session:
-        client = await _server(request).authenticate(session, client_id, secret)
-    if client is None:
-        raise OAuthError("invalid_client", "unknown client or wrong secret", 401)
-    return client
+async def _limit(request: Request, form: dict[str, str]) -> None:
+    """One hit for the address and one for each client id the request names, all
+    counted before any key derivation."""
+    limiter: RateLimiter = request.app.state.oauth_rate_limiter
+    address = request.client.host if request.client else "-"
+    callers = [f"oauth-address:{address}"]
+    callers += [f"oauth-client:{cid[:100]}" for cid in claimed_client_ids(form, request.headers)]
+    for caller in callers:
+        verdict = await limiter.hit(caller)
+        if not verdict.allowed:
+            raise RateLimited(verdict.retry_after)
+
+
+def _response(answer: Answer) -> Response:
+    headers = {name: value for name, value in answer.headers.items() if name != "Content-Type"}
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+async def _respond(request: Request, endpoint: Endpoint) -> Response:
+    server = _server(request)
+    try:
+        form = await _form(request)
+        await _limit(request, form)
+    except OAuth2Error as error:
+        return _response(error_answer(error))
+    database: Database = request.app.state.database
+    uri = server.tokens.issuer.rstrip("/") + request.url.path
+    answer = await server.respond(database, endpoint, uri, form, request.headers)
+    return _response(answer)
 
 
 async def token(request: Request) -> Response:
-    try:
-        form = await _form(request)
-        client = await _client(request, form)
-        if form.get("grant_type") != "client_credentials":
-            raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
-        try:
-            access_token, claims = _server(request).issue(client, form.get("scope"))
-        except InvalidScope as exc:
-            raise OAuthError("invalid_scope", str(exc)) from None
-    except OAuthError as error:
-        return error.response()
-    lifetime = int((claims.expires_at - claims.issued_at).total_seconds())
-    body = {
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": lifetime,
-        "scope": scopes.render(claims.scopes),
-    }
-    return JSONResponse(body, headers=NO_STORE)
+    return await _respond(request, "token")
 
 
 async def introspect(request: Request) -> Response:
-    try:
-        form = await _form(request)
-        client = await _client(request, form)
-    except OAuthError as error:
-        return error.response()
-    async with _database(request).reading() as session:
-        answer = await _server(request).introspect(session, client, form.get("token", ""))
-    return JSONResponse(answer, headers=NO_STORE)
+    return await _respond(request, "introspection")
 
 
 async def revoke(request: Request) -> Response:
-    try:
-        form = await _form(request)
-        client = await _client(request, form)
-    except OAuthError as error:
-        return error.response()
-    async with _database(request).transaction() as session:
-        await _server(request).revoke(session, client, form.get("token", ""))
-    return Response(status_code=200, headers=NO_STORE)
+    return await _respond(request, "revocation")
 
 
 async def jwks(request: Request) -> Response:
@@ -143,27 +113,7 @@ async def jwks(request: Request) -> Response:
 
 
 async def metadata(request: Request) -> Response:
-    issuer = _server(request).tokens.issuer.rstrip("/")
-    document: dict[str, Any] = {
-        "issuer": _server(request).tokens.issuer,
-        "token_endpoint": f"{issuer}/oauth/token",
-        "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "introspection_endpoint": f"{issuer}/oauth/introspect",
-        "revocation_endpoint": f"{issuer}/oauth/revoke",
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-        ],
-        "revocation_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-        ],
-        "scopes_supported": sorted(scopes.ALL),
-        "token_endpoint_auth_signing_alg_values_supported": [_server(request).tokens.key.algorithm],
-    }
+    document: dict[str, object] = request.app.state.oauth_metadata
     return JSONResponse(document)
 
 

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     issuer: str = "http://127.0.0.1:8000"
     signing_key_file: Path | None = None
     rate_limit: str = "100/second"
+    oauth_rate_limit: str = "10/second"
     introspection: bool = True
     jobs_interval: float = Field(default=60, gt=0)
     operation_timeout: float = Field(default=15, gt=0)
