@@ -476,7 +476,7 @@ async def test_revoking_another_clients_token_is_refused_and_changes_nothing(
 
 
 def test_an_issuer_that_is_neither_https_nor_loopback_stops_start(database_url: str) -> None:
-    with pytest.raises(ValueError, match="LOYALTY_ISSUER 'http://gateway.example'.*https"):
+    with pytest.raises(ValueError, match=r"LOYALTY_ISSUER 'http://gateway.example'.*https"):
         create_app(Settings(database_url=database_url, issuer="http://gateway.example"))
     app = create_app(Settings(database_url=database_url, issuer="https://loyalty.example"))
     assert app.state.oauth_metadata["token_endpoint"] == "https://loyalty.example/oauth/token"
