@@ -31,6 +31,9 @@ class PostgresServer:
     port: int
     user: str
     bindir: Path
+    data: Path
+    sockets: Path
+    log: Path
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
@@ -53,6 +56,18 @@ class PostgresServer:
     def create_database(self, name: str, template: str | None = None) -> None:
         suffix = f' TEMPLATE "{template}"' if template else ""
         self.psql(f'CREATE DATABASE "{name}"{suffix}')
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: sessions are told to go; `immediate`: like a crash)."""
+        stopped = _run([*_pg_ctl(self.bindir, self.data, self.log), "stop", "-m", mode], 90)
+        if stopped.returncode:
+            raise PostgresUnavailable(f"the server did not stop: {stopped.stderr.strip()}")
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port and data."""
+        started = _run([*_pg_ctl(self.bindir, self.data, self.log), *_options(self), "start"], 90)
+        if started.returncode:
+            raise PostgresUnavailable(f"the server did not start again: {started.stderr.strip()}")
 
 
 def _bindir() -> Path:
@@ -130,24 +145,27 @@ def _start(bindir: Path, data: Path, sockets: Path, log: Path) -> PostgresServer
     error = ""
     for _ in range(START_ATTEMPTS):
         port = _free_port()
-        options = " ".join(
-            [
-                f"-p {port}",
-                f"-k {sockets}",
-                "-c listen_addresses=127.0.0.1",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=300",
-            ]
-        )
-        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
-        started = _run(
-            [*pg_ctl, "-o", options, "start"],
-            timeout=90,
-        )
+        server = PostgresServer("127.0.0.1", port, "postgres", bindir, data, sockets, log)
+        started = _run([*_pg_ctl(bindir, data, log), *_options(server), "start"], timeout=90)
         if started.returncode == 0:
-            return PostgresServer("127.0.0.1", port, "postgres", bindir)
+            return server
         error = log.read_text(errors="replace")[-2000:] if log.exists() else started.stderr
         time.sleep(0.5)
     raise PostgresUnavailable(f"the server did not start: {error}")
+
+
+def _pg_ctl(bindir: Path, data: Path, log: Path) -> list[str]:
+    return [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
+
+
+def _options(server: PostgresServer) -> list[str]:
+    options = [
+        f"-p {server.port}",
+        f"-k {server.sockets}",
+        f"-c listen_addresses={server.host}",
+        "-c fsync=off",
+        "-c synchronous_commit=off",
+        "-c full_page_writes=off",
+        "-c max_connections=300",
+    ]
+    return ["-o", " ".join(options)]

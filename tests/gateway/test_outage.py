@@ -1,0 +1,220 @@
+"""A database that is away or locked is answered 503 + Retry-After (SERVICE_UNAVAILABLE),
+never a 500 or INTERNAL; every retry with the same key lands exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.migrate import upgrade
+from ledger.models import Entry, EntryKind, Member
+from tests.conftest import IN_CI, sqlite_url
+from tests.support.gateway import Gateway, Response, running_gateway
+from tests.support.ledger import check_invariants, table_counts
+from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+
+PURCHASE = """mutation($i: PurchaseInput!) {
+  recordPurchase(input: $i) { transaction { id points orderId } userErrors { code } }
+}"""
+ME = "{ me { customerId points { available pending } } }"
+CLIENTS = 8
+POINTS = 10  # one 10.00 line, Bronze, on a Monday
+
+
+def purchase(key: str, customer: str) -> dict[str, Any]:
+    line = {"sku": "tee", "quantity": 1, "unitPrice": "10.00"}
+    return {
+        "i": {
+            "idempotencyKey": key,
+            "member": {"customerId": customer},
+            "orderId": f"order-{key}",
+            "currency": "USD",
+            "lines": [line],
+        }
+    }
+
+
+def assert_unavailable(response: Response) -> None:
+    assert (response.status, response.codes) == (503, ["SERVICE_UNAVAILABLE"]), response
+    assert response.headers["retry-after"] == "2"
+    assert "x-request-id" in response.headers
+
+
+def assert_purchased(response: Response, key: str) -> None:
+    assert response.status == 200, response
+    payload = response.data["recordPurchase"]
+    assert payload["userErrors"] == []
+    assert (payload["transaction"]["points"], payload["transaction"]["orderId"]) == (
+        POINTS,
+        f"order-{key}",
+    )
+
+
+async def readiness(gw: Gateway) -> tuple[int, dict[str, str]]:
+    async with gw.http.get(gw.url + "/readyz") as response:
+        return response.status, {k.lower(): v for k, v in response.headers.items()}
+
+
+async def earned_per_order(gw: Gateway) -> dict[str, list[int]]:
+    async with gw.database.reading() as session:
+        rows = await session.execute(
+            select(Entry.order_id, Entry.points).where(Entry.kind == EntryKind.EARN)
+        )
+        earned: dict[str, list[int]] = defaultdict(list)
+        for order_id, points in rows:
+            earned[str(order_id)].append(points)
+        return earned
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, to stop and start under the gateway."""
+    try:
+        with running_postgres() as server:
+            server.create_database("ledger")
+            upgrade(server.sqlalchemy_url("ledger"))
+            yield server
+    except PostgresUnavailable as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_postgresql_restarted_under_concurrent_purchases(
+    own_postgres: PostgresServer, mode: str
+) -> None:
+    async with running_gateway(own_postgres.sqlalchemy_url("ledger")) as gw:
+        token = await gw.token()
+        async with gw.database.transaction() as session:
+            client = await gw.app.state.authorization.create_client(
+                session, "test", "till", frozenset({"points:write"})
+            )
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        }
+        answers: dict[str, list[Response]] = defaultdict(list)
+        owner: dict[str, str] = {}
+        served: list[float] = []  # when purchases succeeded
+        stop = asyncio.Event()
+
+        async def till(n: int) -> None:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                key, customer = f"{mode}-{n}-{i}", f"shopper-{n}"
+                owner[key] = customer
+                response = await gw.graphql(PURCHASE, purchase(key, customer), token)
+                answers[key].append(response)
+                if response.status == 200:
+                    served.append(time.monotonic())
+                else:
+                    await asyncio.sleep(0.05)
+
+        tills = [asyncio.create_task(till(n)) for n in range(CLIENTS)]
+        try:
+            await asyncio.sleep(1)
+            await asyncio.to_thread(own_postgres.stop, mode)
+
+            # While it is down: not ready, a member's query and a token request are 503s.
+            status, headers = await readiness(gw)
+            assert (status, headers["retry-after"]) == (503, "2")
+            assert_unavailable(await gw.graphql(ME, token=gw.member_token("shopper-0")))
+            async with gw.http.post(gw.url + "/oauth/token", data=form) as minted:
+                assert (minted.status, minted.headers["Retry-After"]) == (503, "2")
+                assert (await minted.json())["error"] == "temporarily_unavailable"
+            await asyncio.sleep(1.5)
+
+            await asyncio.to_thread(own_postgres.start)
+            restarted = time.monotonic()
+            while (await readiness(gw))[0] != 200:
+                assert time.monotonic() - restarted < 5, "not ready 5 s after it returned"
+                await asyncio.sleep(0.05)
+            ready_after = time.monotonic() - restarted
+            await asyncio.sleep(1)
+            stop.set()
+            await asyncio.gather(*tills)
+        finally:
+            for task in tills:
+                task.cancel()
+            await asyncio.gather(*tills, return_exceptions=True)
+
+        # Every answer was a success or a 503 to retry: never a 500, never INTERNAL.
+        refused = []
+        for key, responses in answers.items():
+            (response,) = responses
+            if response.status == 200:
+                assert_purchased(response, key)
+            else:
+                assert_unavailable(response)
+                refused.append(key)
+        served_after = min(t for t in served if t > restarted) - restarted
+        assert served_after < 2, served_after  # purchases land again within 2 s
+        succeeded = len(answers) - len(refused)
+        assert refused, "the outage was never felt"
+        assert succeeded > 2 * CLIENTS, "too few purchases around the outage"
+
+        # Retried with the same key, each 503 lands exactly once.
+        for key in refused:
+            for _ in range(20):
+                again = await gw.graphql(PURCHASE, purchase(key, owner[key]), token)
+                if again.status == 200:
+                    break
+                assert_unavailable(again)
+                await asyncio.sleep(0.1)
+            assert_purchased(again, key)
+        earned = await earned_per_order(gw)
+        assert earned == {f"order-{key}": [POINTS] for key in answers}
+        async with gw.database.reading() as session:
+            members = await session.scalar(select(func.count()).select_from(Member))
+            assert members == CLIENTS
+            await check_invariants(session)
+        async with gw.http.post(gw.url + "/oauth/token", data=form) as minted:
+            assert minted.status == 200
+        print(
+            f"\n{mode}: {len(refused)} of {len(answers)} refused; ready {ready_after:.2f} s, "
+            f"a purchase served {served_after:.2f} s after the restart"
+        )
+
+
+async def test_a_sqlite_write_lock_held_past_the_operation_timeout_is_a_503(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    url = sqlite_url(sqlite_template, tmp_path)
+    timeout = 1.0
+    async with running_gateway(url, operation_timeout=timeout) as gw:
+        token = await gw.token()
+        first = await gw.graphql(PURCHASE, purchase("warm", "ada"), token)
+        assert_purchased(first, "warm")
+        before = await table_counts(gw.database)
+        blocker = sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process's writer, never done in time
+            started = time.monotonic()
+            locked = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
+            waited = time.monotonic() - started
+            assert_unavailable(locked)
+            assert timeout / 2 <= waited < timeout, waited
+            print(f"\nSQLite lock: 503 after {waited:.2f} s (operation timeout {timeout:g} s)")
+            assert (await readiness(gw))[0] == 200  # reads go on beside the writer (WAL)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert await table_counts(gw.database) == before  # nothing was written
+        landed = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
+        assert_purchased(landed, "k")
+        replayed = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
+        assert replayed.data == landed.data
+        assert await earned_per_order(gw) == {"order-warm": [POINTS], "order-k": [POINTS]}
+        async with gw.database.reading() as session:
+            await check_invariants(session)
