@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gateway.migrate import upgrade
 from ledger.models import Entry, EntryKind, Member
@@ -215,6 +215,82 @@ async def test_a_sqlite_write_lock_held_past_the_operation_timeout_is_a_503(
         assert_purchased(landed, "k")
         replayed = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
         assert replayed.data == landed.data
+        assert await earned_per_order(gw) == {"order-warm": [POINTS], "order-k": [POINTS]}
+        async with gw.database.reading() as session:
+            await check_invariants(session)
+
+
+async def backend_waiting(gw: Gateway, wait_event: str) -> int:
+    """The pid of the (one) session waiting on `wait_event`, once it does."""
+    for _ in range(200):
+        async with gw.database.reading() as session:
+            pid = await session.scalar(
+                text("SELECT pid FROM pg_stat_activity WHERE wait_event = :e"), {"e": wait_event}
+            )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no session waits on {wait_event}")
+
+
+async def kill(gw: Gateway, pid: int) -> None:
+    async with gw.database.reading() as session:
+        assert await session.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_write_whose_connection_dies_in_its_transaction_is_a_503(
+    database_url: str,
+) -> None:
+    async with running_gateway(database_url) as gw:
+        token = await gw.token()
+        assert_purchased(await gw.graphql(PURCHASE, purchase("warm", "ada"), token), "warm")
+        before = await table_counts(gw.database)
+        async with gw.database.transaction() as blocker:
+            # Ada's account is locked: the purchase waits on the row inside its transaction.
+            await blocker.execute(
+                text(
+                    "SELECT 1 FROM accounts JOIN members ON members.id = accounts.member_id"
+                    " WHERE members.customer_id = 'ada' FOR UPDATE"
+                )
+            )
+            answer = asyncio.create_task(gw.graphql(PURCHASE, purchase("k", "ada"), token))
+            await kill(gw, await backend_waiting(gw, "transactionid"))
+            assert_unavailable(await answer)
+        assert await table_counts(gw.database) == before  # nothing half-written
+        landed = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
+        assert_purchased(landed, "k")
+        assert await earned_per_order(gw) == {"order-warm": [POINTS], "order-k": [POINTS]}
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_write_whose_connection_dies_at_commit_is_a_503(database_url: str) -> None:
+    async with running_gateway(database_url) as gw:
+        token = await gw.token()
+        assert_purchased(await gw.graphql(PURCHASE, purchase("warm", "ada"), token), "warm")
+        before = await table_counts(gw.database)
+        async with gw.database.transaction() as session:
+            # A deferred trigger: every commit that wrote an entry sleeps in COMMIT.
+            await session.execute(
+                text(
+                    "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN PERFORM pg_sleep(5); RETURN NULL; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON entries"
+                    " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+                )
+            )
+        answer = asyncio.create_task(gw.graphql(PURCHASE, purchase("k", "ada"), token))
+        await kill(gw, await backend_waiting(gw, "PgSleep"))
+        assert_unavailable(await answer)
+        async with gw.database.transaction() as session:
+            await session.execute(text("DROP TRIGGER slow_commit ON entries"))
+        assert await table_counts(gw.database) == before  # the commit never completed
+        landed = await gw.graphql(PURCHASE, purchase("k", "ada"), token)
+        assert_purchased(landed, "k")
         assert await earned_per_order(gw) == {"order-warm": [POINTS], "order-k": [POINTS]}
         async with gw.database.reading() as session:
             await check_invariants(session)
