@@ -76,9 +76,10 @@ async def earned_per_order(gw: Gateway) -> dict[str, list[int]]:
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, to stop and start under the gateway."""
+    """A PostgreSQL server of this test's own, to stop and start under the gateway;
+    durable, so that a commit acknowledged before an immediate stop is still there."""
     try:
-        with running_postgres() as server:
+        with running_postgres(durable=True) as server:
             server.create_database("ledger")
             upgrade(server.sqlalchemy_url("ledger"))
             yield server

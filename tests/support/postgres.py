@@ -34,6 +34,7 @@ class PostgresServer:
     data: Path
     sockets: Path
     log: Path
+    durable: bool = False  # commits flushed to the WAL before they are acknowledged
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
@@ -111,8 +112,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    """Start a fresh cluster in a temporary folder; stop and delete it on exit."""
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a fresh cluster in a temporary folder; stop and delete it on exit. Not
+    `durable`, it acknowledges commits before they reach the WAL (faster): a crash, or
+    a stop in `immediate` mode, may lose the last ones."""
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="loyalty-pg-"))
     data, sockets, log = root / "data", root / "sockets", root / "server.log"
@@ -132,7 +135,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         )
         if init.returncode:
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-2000:]}")
-        server = _start(bindir, data, sockets, log)
+        server = _start(bindir, data, sockets, log, durable)
         try:
             yield server
         finally:
@@ -141,11 +144,11 @@ def running_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(bindir: Path, data: Path, sockets: Path, log: Path) -> PostgresServer:
+def _start(bindir: Path, data: Path, sockets: Path, log: Path, durable: bool) -> PostgresServer:
     error = ""
     for _ in range(START_ATTEMPTS):
         port = _free_port()
-        server = PostgresServer("127.0.0.1", port, "postgres", bindir, data, sockets, log)
+        server = PostgresServer("127.0.0.1", port, "postgres", bindir, data, sockets, log, durable)
         started = _run([*_pg_ctl(bindir, data, log), *_options(server), "start"], timeout=90)
         if started.returncode == 0:
             return server
@@ -164,7 +167,7 @@ def _options(server: PostgresServer) -> list[str]:
         f"-k {server.sockets}",
         f"-c listen_addresses={server.host}",
         "-c fsync=off",
-        "-c synchronous_commit=off",
+        f"-c synchronous_commit={'on' if server.durable else 'off'}",
         "-c full_page_writes=off",
         "-c max_connections=300",
     ]
