@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.db import is_unavailable
-from resolvers.errors import SERVICE_UNAVAILABLE
+from resolvers.errors import SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 
 log = logging.getLogger("loyalty.gateway")
 
 RETRY_AFTER_SECONDS = 2
-MESSAGE = "the database is unavailable now; retry later"
+MESSAGE = UNAVAILABLE_MESSAGE
 HEADERS = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 

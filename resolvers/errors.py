@@ -12,6 +12,8 @@ UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # the database is away or locked: retry later
 INTERNAL = "INTERNAL"
 
+UNAVAILABLE_MESSAGE = "the database is unavailable now; retry later"
+
 
 class ApiError(GraphQLError):
     """An expected refusal (auth, limits, malformed arguments): shown to the caller as is."""

@@ -29,7 +29,13 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from ledger.db import is_unavailable
-from resolvers.errors import BAD_USER_INPUT, INTERNAL, QUERY_TOO_COMPLEX, SERVICE_UNAVAILABLE
+from resolvers.errors import (
+    BAD_USER_INPUT,
+    INTERNAL,
+    QUERY_TOO_COMPLEX,
+    SERVICE_UNAVAILABLE,
+    UNAVAILABLE_MESSAGE,
+)
 
 log = logging.getLogger("loyalty.graphql")
 
@@ -181,8 +187,10 @@ def coded(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
 def _coded(error: GraphQLError, request_id: str) -> GraphQLError:
     if error.original_error is not None and is_unavailable(error.original_error):
         log.warning("request %s: database unavailable: %r", request_id, error.original_error)
-        message, code = "the database is unavailable now; retry later", SERVICE_UNAVAILABLE
-        return GraphQLError(message, nodes=error.nodes, path=error.path, extensions={"code": code})
+        extensions = {"code": SERVICE_UNAVAILABLE}
+        return GraphQLError(
+            UNAVAILABLE_MESSAGE, nodes=error.nodes, path=error.path, extensions=extensions
+        )
     if _unexpected(error):
         log.error(
             "request %s: unexpected error at %s",

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from gateway.migrate import upgrade
+from ledger.db import Database
 from ledger.models import Entry, EntryKind, Member
 from tests.conftest import IN_CI, sqlite_url
 from tests.support.gateway import Gateway, Response, running_gateway
@@ -295,3 +296,30 @@ async def test_a_write_whose_connection_dies_at_commit_is_a_503(database_url: st
         assert await earned_per_order(gw) == {"order-warm": [POINTS], "order-k": [POINTS]}
         async with gw.database.reading() as session:
             await check_invariants(session)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_readiness_never_hangs_on_a_database_that_does_not_answer(
+    database_url: str,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, and never says a word
+        writer.close()
+
+    async with running_gateway(database_url) as gw:
+        listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        answering = gw.app.state.database
+        gw.app.state.database = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x")
+        try:
+            started = time.monotonic()
+            status, headers = await readiness(gw)
+            waited = time.monotonic() - started
+            assert (status, headers["retry-after"]) == (503, "2")
+            assert 1.5 <= waited < 3, waited  # READY_TIMEOUT, not the driver's 60 s
+        finally:
+            await gw.app.state.database.dispose()
+            gw.app.state.database = answering
+            listener.close()
+            await listener.wait_closed()
+        assert (await readiness(gw))[0] == 200
