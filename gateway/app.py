@@ -13,6 +13,7 @@ import aiohttp
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,7 +23,7 @@ from auth.principals import Authenticator
 from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
-from gateway import oauth, scheduler
+from gateway import oauth, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -32,6 +33,8 @@ from ledger.program import Program
 from ledger.service import LoyaltyService, utcnow
 from schema.root import build_schema
 
+READY_TIMEOUT = 2.0
+
 
 async def healthz(request: Request) -> Response:
     """The process is up."""
@@ -39,13 +42,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The database answers."""
+    """The database answers, within READY_TIMEOUT seconds."""
     database: Database = request.app.state.database
     try:
-        async with database.reading() as session:
+        async with asyncio.timeout(READY_TIMEOUT), database.reading() as session:
             await session.execute(text("SELECT 1"))
-    except (OSError, SQLAlchemyError):
-        return JSONResponse({"status": "database unreachable"}, status_code=503)
+    except (OSError, SQLAlchemyError):  # TimeoutError among the OSErrors
+        return JSONResponse(
+            {"status": "database unreachable"}, status_code=503, headers=unavailable.HEADERS
+        )
     return JSONResponse({"status": "ready"})
 
 
@@ -70,7 +75,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database(settings.database_url)
+        # A request waits at most half its time for a lock or a connection, then is
+        # answered 503 (retry later) rather than running into its own timeout.
+        database = Database(settings.database_url, wait=settings.operation_timeout / 2)
         http = aiohttp.ClientSession()
         jobs: asyncio.Task[None] | None = None
         try:
@@ -102,7 +109,7 @@ def create_app(
             await http.close()
             await database.dispose()
 
-    app = Starlette(lifespan=lifespan)
+    app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])
     graphql = GraphQLEndpoint(
         build_schema(introspection=settings.introspection, extensions=[metrics.extension()]),
         service=service,

@@ -27,11 +27,13 @@ from strawberry.types import ExecutionResult
 from auth.members import IdentityProviderUnavailable
 from auth.principals import Anonymous, Authenticator, Partner, Principal, Shopper
 from auth.tokens import InvalidToken
+from gateway import unavailable
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
-from ledger.db import Database
+from ledger.db import Database, is_unavailable
 from ledger.service import LoyaltyService
 from resolvers.context import Context
+from resolvers.errors import SERVICE_UNAVAILABLE
 from schema.errors import coded
 
 log = logging.getLogger("loyalty.graphql")
@@ -77,6 +79,11 @@ async def _principal(authenticator: Authenticator, header: str | None) -> Princi
     except InvalidToken as exc:
         log.info("token refused: %s", exc)
         raise Refusal(401, "UNAUTHENTICATED", "invalid or expired token", _INVALID) from None
+    except Exception as exc:  # the revocation lookup reads the database
+        if not is_unavailable(exc):
+            raise
+        log.warning("token not checked, database unavailable: %r", exc)
+        raise Refusal(503, SERVICE_UNAVAILABLE, unavailable.MESSAGE, unavailable.HEADERS) from None
 
 
 def _caller(principal: Principal, request: Request) -> str:
@@ -261,6 +268,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 started.append(True)
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
+                headers += [
+                    (k.lower().encode(), v.encode()) for k, v in state.get("headers", {}).items()
+                ]
                 if "media_type" in state:
                     headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
                     headers.append(
@@ -299,6 +309,10 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             if result.data is None and result.errors and all(e.path is None for e in result.errors):
                 answer.pop("data", None)
                 request.state.status = 400
+        if any(
+            (e.extensions or {}).get("code") == SERVICE_UNAVAILABLE for e in result.errors or ()
+        ):
+            request.state.status, request.state.headers = 503, unavailable.HEADERS
         return answer
 
     async def get_context(self, request: Any, response: Any) -> Context:

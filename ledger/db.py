@@ -3,15 +3,21 @@
 One transaction per request, job or webhook: `Database.transaction()` opens it and
 commits once at the end. On SQLite every write transaction starts with BEGIN IMMEDIATE,
 so writers queue instead of failing on a lock upgrade; WAL keeps readers unblocked.
+
+`is_unavailable(exc)` tells a database that is away, restarting or locked (worth a
+retry later) from everything else (a bug). `Database(url, wait=s)` bounds how long a
+request waits for a connection or a lock before it gets such an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,20 +29,86 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# PostgreSQL going away, shutting down, starting up, or out of connection slots.
+_POSTGRES_AWAY = (
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+# OSErrors about files, not about reaching a server: a bug or a misconfiguration.
+_FILE_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+# SQLite's primary result codes for a lock held by another connection.
+_SQLITE_LOCKED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# SQLAlchemy's documented code for a transaction whose connection was invalidated.
+_INVALIDATED_TRANSACTION = "8s2b"
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine with the ledger's connection settings for `url`."""
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database cannot be reached or is locked now, so the
+    same request may succeed later; False for anything else (a bug, a constraint).
+
+    Read by exception class (and SQLite's result code), never by message: a network
+    error reaching the server (any OSError but the file ones); a connection SQLAlchemy
+    invalidated as disconnected; a pool with no connection to give in time; PostgreSQL
+    shutting down, starting up, out of connection slots; SQLite busy or locked past its
+    busy timeout."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and not isinstance(cause, _FILE_ERRORS):
+            return True  # refused, reset, unreachable, no such host, timed out
+        if isinstance(cause, _POSTGRES_AWAY):
+            return True
+        if isinstance(cause, exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, exc.TimeoutError):  # QueuePool: no connection within pool_timeout
+            return True
+        if isinstance(cause, exc.PendingRollbackError) and cause.code == _INVALIDATED_TRANSACTION:
+            return True
+        if isinstance(cause, sqlite3.OperationalError):
+            code = getattr(cause, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF in _SQLITE_LOCKED:
+                return True
+    return False
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, the driver error it wraps, and what each was raised from (not the
+    errors that happened to be handled when it was raised: those are not its cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+
+
+def create_engine(url: str, wait: float | None = None, **kwargs: Any) -> AsyncEngine:
+    """An async engine with the ledger's connection settings for `url`. `wait` (seconds)
+    bounds the waits for a lock (SQLite's busy timeout), a new connection and a pooled
+    one (PostgreSQL); unbounded by the engine's defaults when None."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS if wait is None else max(1, round(wait * 1000))
+        _configure_sqlite(engine, min(busy_ms, SQLITE_BUSY_TIMEOUT_MS))
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    if wait is not None:
+        kwargs.setdefault("pool_timeout", wait)
+        kwargs.setdefault("connect_args", {"timeout": wait})
     return create_async_engine(url, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -45,7 +117,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -57,9 +129,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """The ledger's engine and session factory."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, wait: float | None = None, **engine_kwargs: Any) -> None:
         self.url = url
-        self.engine = create_engine(url, **engine_kwargs)
+        self.engine = create_engine(url, wait, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -3,16 +3,19 @@ request's own DataLoaders (never shared between requests: they cache)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from auth.principals import Anonymous, Partner, Principal, Shopper
-from ledger.db import Database
+from ledger.db import Database, is_unavailable
 from ledger.program import Program
 from ledger.service import LoyaltyService
 from resolvers.errors import UNAUTHENTICATED, ApiError
 from resolvers.loaders import Loaders, Reader
+
+log = logging.getLogger("loyalty.graphql")
 
 
 @dataclass
@@ -64,5 +67,12 @@ class Context:
         await self.close()
 
     async def close(self) -> None:
-        if self._reader is not None:
+        if self._reader is None:
+            return
+        try:
             await self._reader.close()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The connection is gone, and its transaction with it: nothing to end.
+            log.warning("request %s: read transaction not closed: %r", self.request_id, exc)

@@ -9,7 +9,10 @@ FORBIDDEN = "FORBIDDEN"
 BAD_USER_INPUT = "BAD_USER_INPUT"
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # the database is away or locked: retry later
 INTERNAL = "INTERNAL"
+
+UNAVAILABLE_MESSAGE = "the database is unavailable now; retry later"
 
 
 class ApiError(GraphQLError):

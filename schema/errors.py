@@ -13,7 +13,14 @@ import logging
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
-from resolvers.errors import BAD_USER_INPUT, INTERNAL, QUERY_TOO_COMPLEX
+from ledger.db import is_unavailable
+from resolvers.errors import (
+    BAD_USER_INPUT,
+    INTERNAL,
+    QUERY_TOO_COMPLEX,
+    SERVICE_UNAVAILABLE,
+    UNAVAILABLE_MESSAGE,
+)
 
 log = logging.getLogger("loyalty.graphql")
 
@@ -49,6 +56,12 @@ def coded(
 
 
 def _coded(error: GraphQLError, request_id: str, suggestions: bool) -> GraphQLError:
+    if error.original_error is not None and is_unavailable(error.original_error):
+        log.warning("request %s: database unavailable: %r", request_id, error.original_error)
+        extensions = {"code": SERVICE_UNAVAILABLE}
+        return GraphQLError(
+            UNAVAILABLE_MESSAGE, nodes=error.nodes, path=error.path, extensions=extensions
+        )
     code = (error.extensions or {}).get("code")
     if code is None and _unexpected(error):
         log.error(

@@ -31,6 +31,10 @@ class PostgresServer:
     port: int
     user: str
     bindir: Path
+    data: Path
+    sockets: Path
+    log: Path
+    durable: bool = False  # commits flushed to the WAL before they are acknowledged
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
@@ -53,6 +57,18 @@ class PostgresServer:
     def create_database(self, name: str, template: str | None = None) -> None:
         suffix = f' TEMPLATE "{template}"' if template else ""
         self.psql(f'CREATE DATABASE "{name}"{suffix}')
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: sessions are told to go; `immediate`: like a crash)."""
+        stopped = _run([*_pg_ctl(self.bindir, self.data, self.log), "stop", "-m", mode], 90)
+        if stopped.returncode:
+            raise PostgresUnavailable(f"the server did not stop: {stopped.stderr.strip()}")
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port and data."""
+        started = _run([*_pg_ctl(self.bindir, self.data, self.log), *_options(self), "start"], 90)
+        if started.returncode:
+            raise PostgresUnavailable(f"the server did not start again: {started.stderr.strip()}")
 
 
 def _bindir() -> Path:
@@ -96,8 +112,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    """Start a fresh cluster in a temporary folder; stop and delete it on exit."""
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a fresh cluster in a temporary folder; stop and delete it on exit. Not
+    `durable`, it acknowledges commits before they reach the WAL (faster): a crash, or
+    a stop in `immediate` mode, may lose the last ones."""
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="loyalty-pg-"))
     data, sockets, log = root / "data", root / "sockets", root / "server.log"
@@ -117,7 +135,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         )
         if init.returncode:
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-2000:]}")
-        server = _start(bindir, data, sockets, log)
+        server = _start(bindir, data, sockets, log, durable)
         try:
             yield server
         finally:
@@ -126,28 +144,31 @@ def running_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start(bindir: Path, data: Path, sockets: Path, log: Path) -> PostgresServer:
+def _start(bindir: Path, data: Path, sockets: Path, log: Path, durable: bool) -> PostgresServer:
     error = ""
     for _ in range(START_ATTEMPTS):
         port = _free_port()
-        options = " ".join(
-            [
-                f"-p {port}",
-                f"-k {sockets}",
-                "-c listen_addresses=127.0.0.1",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=300",
-            ]
-        )
-        pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
-        started = _run(
-            [*pg_ctl, "-o", options, "start"],
-            timeout=90,
-        )
+        server = PostgresServer("127.0.0.1", port, "postgres", bindir, data, sockets, log, durable)
+        started = _run([*_pg_ctl(bindir, data, log), *_options(server), "start"], timeout=90)
         if started.returncode == 0:
-            return PostgresServer("127.0.0.1", port, "postgres", bindir)
+            return server
         error = log.read_text(errors="replace")[-2000:] if log.exists() else started.stderr
         time.sleep(0.5)
     raise PostgresUnavailable(f"the server did not start: {error}")
+
+
+def _pg_ctl(bindir: Path, data: Path, log: Path) -> list[str]:
+    return [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60"]
+
+
+def _options(server: PostgresServer) -> list[str]:
+    options = [
+        f"-p {server.port}",
+        f"-k {server.sockets}",
+        f"-c listen_addresses={server.host}",
+        "-c fsync=off",
+        f"-c synchronous_commit={'on' if server.durable else 'off'}",
+        "-c full_page_writes=off",
+        "-c max_connections=300",
+    ]
+    return ["-o", " ".join(options)]
