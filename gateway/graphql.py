@@ -220,8 +220,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             body = await _read_body(receive)
             try:
                 principal = await _principal(self.authenticator(), _authorization(request))
-            except Refusal:
-                await self._limit(_caller(Anonymous(), request))  # no free token guessing
+            except Refusal as refused:
+                if refused.status == 401:  # no free token guessing; an outage is no guess
+                    await self._limit(_caller(Anonymous(), request))
                 raise
             await self._limit(_caller(principal, request))
         except Refusal as refusal:
