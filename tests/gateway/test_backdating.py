@@ -100,6 +100,6 @@ async def test_an_action_older_than_the_limit_is_refused(gw: Gateway) -> None:
     ]
     after = await snapshot(gw.database)
     assert after == before, changed(before, after)
-    variables["i"]["occurredAt"] = (T0 - timedelta(days=29)).isoformat()  # type: ignore[index]
+    variables["i"]["occurredAt"] = (T0 - timedelta(days=29)).isoformat()
     taken = await gw.partner(ACTION, variables)
     assert taken["recordAction"] == {"transaction": {"points": 50}, "userErrors": []}
