@@ -64,7 +64,7 @@ async def ensure_not_forgotten(
     """Refuse (UNKNOWN_MEMBER) a write on what a forgotten member left behind."""
     member = await repository.any_member(ctx.session, ctx.program_id, member_id)
     if member is None or member.forgotten_at is not None:
-        raise UnknownMember("the member of this was forgotten", field)
+        raise UnknownMember("this belongs to a forgotten member", field)
 
 
 def balances(account: Account) -> rules.Balances:
