@@ -66,7 +66,7 @@ async def main() -> None:
                     Line("SHOE", "shoes", 1, Decimal("80.00")),
                     Line("SOCK", "apparel", 3, Decimal("4.99")),
                 ),
-                occurred_at=now - timedelta(days=30),
+                occurred_at=now - timedelta(days=20),  # past pending, within backdating
             )
             async with database.transaction() as session:
                 await service.execute(session, program.id, "bench", command)

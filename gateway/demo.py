@@ -47,7 +47,8 @@ DEMO_CLIENT = "demo"
 async def seed(service: LoyaltyService, database: Database, program_id: str) -> list[int]:
     """Three members with purchases, a review, a redemption and an open checkout hold."""
     now = service.clock()
-    months_ago = now - timedelta(days=60)
+    # past the 14 pending days (available now), within the 30 days a purchase may be backdated
+    weeks_ago = now - timedelta(days=25)
     commands: list[Command] = [
         EnrollMember("seed-ada", "cust-ada", email="ada@example.com", name="Ada Lovelace"),
         EnrollMember("seed-grace", "cust-grace", email="grace@example.com", name="Grace Hopper"),
@@ -61,7 +62,7 @@ async def seed(service: LoyaltyService, database: Database, program_id: str) -> 
                 Line("SOCKS-3PK", "apparel", 2, Decimal("12.50")),
                 Line("GIFT-25", "gift-cards", 1, Decimal("25.00")),
             ),
-            occurred_at=months_ago,
+            occurred_at=weeks_ago,
         ),
         RecordPurchase(
             "seed-order-1002",
@@ -69,7 +70,7 @@ async def seed(service: LoyaltyService, database: Database, program_id: str) -> 
             "1002",
             "USD",
             (Line("COAT-WOOL", "outerwear", 1, Decimal("1180.00")),),
-            occurred_at=months_ago,
+            occurred_at=weeks_ago,
         ),
         RecordPurchase(
             "seed-order-1003",

@@ -7,6 +7,7 @@ a credit while the balance is negative first pays that debt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import outbox, repository, rules
-from ledger.errors import InvalidInput, UnknownMember
+from ledger.errors import InvalidAmount, InvalidInput, UnknownMember
 from ledger.models import (
     Account,
     Entry,
@@ -55,6 +56,35 @@ async def find_member(ctx: Context, member_id: int | None, customer_id: str | No
     if member is None:
         raise UnknownMember("no such member in this program", ["member"])
     return member
+
+
+async def ensure_not_forgotten(
+    ctx: Context, member_id: int, field: Sequence[str] | None = None
+) -> None:
+    """Refuse (UNKNOWN_MEMBER) a write on what a forgotten member left behind."""
+    member = await repository.any_member(ctx.session, ctx.program_id, member_id)
+    if member is None or member.forgotten_at is not None:
+        raise UnknownMember("this belongs to a forgotten member", field)
+
+
+def balances(account: Account) -> rules.Balances:
+    return rules.Balances(account.available, account.pending, account.held, account.lifetime_earned)
+
+
+def check_balances(after: rules.Balances, field: Sequence[str] | None = None) -> None:
+    """Refuse (INVALID_AMOUNT) a change that would leave balances beyond their bounds."""
+    problem = rules.balance_problem(after)
+    if problem:
+        raise InvalidAmount(problem, field)
+
+
+def credit_fits(
+    ctx: Context, account: Account, points: int, *, pending_until: datetime | None = None
+) -> bool:
+    """Whether a credit of `points` keeps the account within its bounds."""
+    is_pending = pending_until is not None and pending_until > ctx.now
+    after = rules.credited(balances(account), points, pending=is_pending, earned=True)
+    return points <= rules.MAX_POINTS and rules.balance_problem(after) is None
 
 
 async def lock(ctx: Context, *member_ids: int) -> dict[int, Account]:
@@ -115,14 +145,23 @@ async def credit(
     reason: str | None = None,
     dedupe_key: str | None = None,
     counts_as_earned: bool = True,
+    field: Sequence[str] | None = None,
 ) -> tuple[Entry, Lot]:
     """Credit `points` as a new lot: pending until `pending_until`, else available now.
 
     The lot expires `expiry_days` after it becomes available, reckoned from `occurred_at`.
+    A credit that would take the balances beyond their bounds is INVALID_AMOUNT (`field`),
+    refused before anything is written.
     """
     occurred = occurred_at or ctx.now
     available = pending_until if pending_until is not None else occurred
     is_pending = available > ctx.now
+    if points > rules.MAX_POINTS:
+        raise InvalidAmount(f"one entry may credit at most {rules.MAX_POINTS} points", field)
+    check_balances(
+        rules.credited(balances(account), points, pending=is_pending, earned=counts_as_earned),
+        field,
+    )
     expires = rules.expires_at(available, ctx.program.expiry_days)
     lot = Lot(
         program_id=ctx.program_id,

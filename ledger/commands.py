@@ -16,11 +16,17 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from ledger import rules
 from ledger.errors import LedgerError
 from ledger.program import Channel
 from ledger.rules import Line
 
 MAX_BATCH = 500
+
+
+def member_client_key(customer_id: str) -> str:
+    """Whose idempotency keys a member token's requests use."""
+    return f"member:{customer_id}"
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,11 @@ class CapturePoints:
 
 @dataclass(frozen=True)
 class ReleasePoints:
+    """`owner`: the customer id of a member releasing its own hold (None for partners)."""
+
     idempotency_key: str
     hold_id: int
+    owner: str | None = None
 
 
 Command = (
@@ -205,6 +214,30 @@ class Outcome:
             problem=Problem(**problem) if problem else None,
             replayed=True,
         )
+
+
+def unstorable_text(value: object, path: tuple[str, ...] = ()) -> tuple[list[str], str] | None:
+    """The first string of a command that no database can store (NUL, lone surrogates),
+    with its input path in the API's spelling (`lines.0.sku`), or None."""
+    if isinstance(value, str):
+        problem = rules.text_problem(value)
+        return (list(path), problem) if problem else None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            found = unstorable_text(getattr(value, item.name), (*path, _camel(item.name)))
+            if found:
+                return found
+    elif isinstance(value, tuple | list):
+        for index, element in enumerate(value):
+            found = unstorable_text(element, (*path, str(index)))
+            if found:
+                return found
+    return None
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
 
 
 def fingerprint(command: Command) -> str:

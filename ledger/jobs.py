@@ -159,6 +159,8 @@ async def _birthday_bonuses(ctx: Context, report: JobReport) -> None:
         await ctx.session.refresh(member)
         if member.last_birthday_year == today.year or member.birthday is None:
             continue
+        if not book.credit_fits(ctx, account, points):
+            continue  # a full account forgoes the bonus; the run goes on
         member.last_birthday_year = today.year
         entry, _ = await book.credit(
             ctx,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from datetime import date
 from typing import Any
@@ -9,11 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import book, outbox, repository, rules
+from ledger import book, outbox, repository, rewards, rules
 from ledger.book import Context
-from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember
+from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember, member_client_key
 from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
-from ledger.models import Account, Entry, EntryKind, Hold, Member, Order, Redemption
+from ledger.models import Account, Entry, EntryKind, Hold, HoldStatus, Member, Order, Redemption
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MAX_TEXT = {"customerId": 255, "email": 320, "name": 200}
@@ -54,6 +56,11 @@ async def enroll(ctx: Context, command: EnrollMember) -> Outcome:
     referrer = None
     if command.referral_code is not None:
         referrer = await _referrer(ctx, command)
+    # An explicit enrolment of a forgotten customer is a new start: it is not forgotten
+    # any more (purchases naming it find the new member).
+    await repository.unmark_forgotten(
+        ctx.session, ctx.program_id, customer_hash(ctx.program_id, command.customer_id)
+    )
     member = await enroll_member(
         ctx,
         customer_id=command.customer_id,
@@ -167,12 +174,45 @@ async def update(ctx: Context, command: UpdateMember) -> Outcome:
     return Outcome(member_id=member.id)
 
 
+def customer_hash(program_id: str, customer_id: str) -> str:
+    """The keyed hash a forgotten customer id is remembered by (HMAC-SHA256, the program
+    id as key): it recognizes the id when an event names it again, and cannot be read
+    back into one."""
+    return hmac.new(program_id.encode(), customer_id.encode(), hashlib.sha256).hexdigest()
+
+
+async def is_forgotten(ctx: Context, customer_id: str) -> bool:
+    return await repository.is_forgotten(
+        ctx.session, ctx.program_id, customer_hash(ctx.program_id, customer_id)
+    )
+
+
 async def forget(ctx: Context, command: ForgetMember) -> Outcome:
-    """Erase the member's personal data; the ledger stays, keyed by an anonymous id."""
+    """Erase the member's personal data everywhere and close what is open; the ledger's
+    amounts stay, keyed by an anonymous id, for the accounts.
+
+    Open holds are released and issued redemptions cancelled (points and stock return, as
+    on any release or cancel, so the books still add up); nothing of the member can be
+    captured, used or refunded afterwards. The customer id is kept only as a keyed hash,
+    so purchases naming it do not enroll it again on the fly.
+    """
     member = await book.find_member(ctx, command.member.id, command.member.customer_id)
     # Lock the account before changing the member row: a new customer_id locks that row
     # against the foreign-key checks of entries that writes holding the account insert.
     (account,) = (await book.lock(ctx, member.id)).values()
+    for held in await repository.open_holds(ctx.session, member.id):
+        await rewards.release_hold(ctx, held, HoldStatus.RELEASED)
+    for redemption in await repository.issued_redemptions(ctx.session, member.id):
+        await rewards.cancel_redemption(ctx, redemption, account)
+    await repository.erase_adjust_reasons(ctx.session, member.id)
+    for event in await repository.member_events(ctx.session, member.id):
+        event.payload = outbox.erased(event.payload)
+    await repository.delete_idempotency_records(
+        ctx.session, ctx.program_id, member_client_key(member.customer_id)
+    )
+    await repository.mark_forgotten(
+        ctx.session, ctx.program_id, customer_hash(ctx.program_id, member.customer_id), ctx.now
+    )
     member.customer_id = f"forgotten-{member.id}"
     member.email = None
     member.name = None

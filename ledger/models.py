@@ -297,3 +297,14 @@ class OutboxEvent(Base):
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class ForgottenCustomer(Base):
+    """A forgotten member's customer id, kept only as a keyed hash: enough to recognize
+    later events that name it (and not enroll them again on the fly), not to read it."""
+
+    __tablename__ = "forgotten_customers"
+
+    program_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    customer_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[datetime]

@@ -24,6 +24,19 @@ ENTRY_EVENTS = {
 }
 
 
+# What an event may say about a person; erased from the member's events when forgotten.
+PERSONAL_FIELDS = frozenset({"customerId", "email", "name", "birthday"})
+
+
+def erased(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without personal data: personal fields and adjustment reasons (free
+    text an operator wrote about the member) become null; amounts and ids stay."""
+    clean = {key: None if key in PERSONAL_FIELDS else value for key, value in payload.items()}
+    if clean.get("kind") == EntryKind.ADJUST and "reason" in clean:
+        clean["reason"] = None
+    return clean
+
+
 def balances(account: Account) -> dict[str, Any]:
     return {
         "memberId": str(account.member_id),

@@ -23,7 +23,7 @@ from ledger.errors import (
     UnknownMember,
     UnknownOrder,
 )
-from ledger.members import enroll_member
+from ledger.members import enroll_member, is_forgotten
 from ledger.models import Account, Entry, EntryKind, EntryStatus, LotStatus, Member, Order
 from ledger.rules import PricedLine
 
@@ -40,6 +40,9 @@ def _occurred(ctx: Context, occurred_at: datetime | None) -> datetime:
         raise InvalidInput("occurredAt lies in the future", ["occurredAt"])
     if occurred_at.year < 2000:
         raise InvalidInput("occurredAt is before 2000", ["occurredAt"])
+    backdated = rules.backdate_problem(occurred_at, ctx.now, ctx.program.max_backdate_days)
+    if backdated:
+        raise InvalidInput(backdated, ["occurredAt"])
     return occurred_at
 
 
@@ -59,6 +62,11 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
         field, reason = problems[0]
         raise InvalidAmount(f"{'.'.join(field)}: {reason}", field)
     occurred = _occurred(ctx, command.occurred_at)
+    priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
+    eligible = rules.eligible_total(priced)
+    too_large = rules.order_problem(eligible, 0)
+    if too_large:
+        raise InvalidAmount(too_large, ["lines"])
     if await repository.order_by_order_id(ctx.session, ctx.program_id, command.order_id):
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(ctx, command)
@@ -73,11 +81,19 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
     if referrer_id is not None and await repository.has_orders(ctx.session, member.id):
         referrer_id = None  # a concurrent first purchase committed while we waited
 
-    priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
     tier = ctx.program.tier(account.tier)
     points = rules.purchase_points(
         priced, ctx.program.earning.points_per_unit, tier.earn_multiplier
     )
+    too_large = rules.order_problem(eligible, points)
+    if too_large:
+        raise InvalidAmount(too_large, ["lines"])
+    if ctx.program.tiering.basis == "spend":
+        spent = await repository.net_spend_cents(ctx.session, member.id)
+        if spent + eligible * 100 > rules.MAX_LIFETIME * 100:
+            raise InvalidAmount(
+                f"a member's net spend may not exceed {rules.MAX_LIFETIME}", ["lines"]
+            )
     pending_until = rules.available_at(occurred, ctx.program.pending_days)
     entry, lot = await book.credit(
         ctx,
@@ -89,8 +105,8 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
         pending_until=pending_until,
         order_id=command.order_id,
         reason=f"Purchase {command.order_id}",
+        field=["lines"],
     )
-    eligible = rules.eligible_total(priced)
     order = Order(
         program_id=ctx.program_id,
         order_id=command.order_id,
@@ -130,6 +146,10 @@ async def _purchaser(ctx: Context, command: RecordPurchase) -> Member:
         if ref.customer_id is None or not ctx.program.auto_enroll:
             raise
     _check_id(ref.customer_id, "member.customerId")
+    if await is_forgotten(ctx, ref.customer_id):
+        raise UnknownMember(
+            "this customer was forgotten: enrollMember enrolls them again", ["member"]
+        )
     try:
         return await enroll_member(ctx, customer_id=ref.customer_id)
     except AlreadyEnrolled:
@@ -146,6 +166,8 @@ async def _referral_bonuses(
         if not points or member_id not in accounts:
             continue
         account = accounts[member_id]
+        if not book.credit_fits(ctx, account, points):
+            continue  # a bonus never refuses the purchase: a full account forgoes it
         entry, _ = await book.credit(
             ctx,
             account,
@@ -228,6 +250,7 @@ async def refund(ctx: Context, command: RefundPurchase) -> Outcome:
     )
     if order is None:
         raise UnknownOrder(f"no order {command.order_id!r} in this program", ["orderId"])
+    await book.ensure_not_forgotten(ctx, order.member_id, ["orderId"])
     priced = _priced(order)
     refunded = list(order.refunded_quantities)
     refunded_amount = order.refunded_amount
@@ -306,6 +329,7 @@ async def adjust(ctx: Context, command: AdjustPoints) -> Outcome:
             "adjust",
             reason=command.reason,
             counts_as_earned=False,
+            field=["points"],
         )
     else:
         points = -command.points
@@ -313,6 +337,7 @@ async def adjust(ctx: Context, command: AdjustPoints) -> Outcome:
             raise InsufficientPoints(
                 f"{account.available} points available, {points} asked", ["points"]
             )
+        book.check_balances(rules.debited(book.balances(account), points), ["points"])
         await book.debit(ctx, account, points, allow_negative=command.allow_negative_balance)
         entry = await book.add_entry(
             ctx, account, EntryKind.ADJUST, command.points, "adjust", reason=command.reason

@@ -91,7 +91,7 @@ class Tiering(_Section):
 
 class Tier(_Section):
     name: str = Field(min_length=1, max_length=100)
-    threshold: int = Field(ge=0, le=10**12)
+    threshold: int = Field(ge=0, le=2 * 10**9)  # rules.MAX_LIFETIME: a GraphQL Int
     earn_multiplier: PositiveDecimal = Decimal(1)
 
 
@@ -169,6 +169,9 @@ class Program(_Section):
     pending_days: int = Field(default=0, ge=0, le=3650)
     expiry_days: int = Field(default=0, ge=0, le=36500)
     hold_minutes: int = Field(default=15, gt=0, le=7 * 24 * 60)
+    # How far in the past a purchase's or an action's occurredAt may lie (offline tills);
+    # older ones are refused, so backdating cannot skip the return window unchecked.
+    max_backdate_days: int = Field(default=30, ge=0, le=3650)
     auto_enroll: bool = True
     earning: Earning = Earning()
     tiering: Tiering = Tiering()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
@@ -15,6 +15,7 @@ from ledger.models import (
     Entry,
     EntryKind,
     EntryStatus,
+    ForgottenCustomer,
     Hold,
     HoldStatus,
     IdempotencyRecord,
@@ -22,6 +23,7 @@ from ledger.models import (
     LotStatus,
     Member,
     Order,
+    OutboxEvent,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -47,6 +49,13 @@ async def member_by_customer_id(
             Member.customer_id == customer_id,
             Member.forgotten_at.is_(None),
         )
+    )
+
+
+async def any_member(session: AsyncSession, program_id: str, member_id: int) -> Member | None:
+    """The member of this id, forgotten or not."""
+    return await session.scalar(
+        select(Member).where(Member.program_id == program_id, Member.id == member_id)
     )
 
 
@@ -104,6 +113,14 @@ async def order_by_order_id(
 async def has_orders(session: AsyncSession, member_id: int) -> bool:
     found = await session.scalar(select(Order.id).where(Order.member_id == member_id).limit(1))
     return found is not None
+
+
+async def net_spend_cents(session: AsyncSession, member_id: int) -> int:
+    """Eligible spend net of refunds of every order of the member, in cents."""
+    total = await session.scalar(
+        select(func.sum(Order.net_spend_cents)).where(Order.member_id == member_id)
+    )
+    return int(total or 0)
 
 
 async def lot(session: AsyncSession, lot_id: int) -> Lot | None:
@@ -340,3 +357,79 @@ async def program_accounts(session: AsyncSession, program_id: str) -> list[Accou
         select(Account).where(Account.program_id == program_id).order_by(Account.member_id)
     )
     return list(rows)
+
+
+async def is_forgotten(session: AsyncSession, program_id: str, customer_hash: str) -> bool:
+    found = await session.get(ForgottenCustomer, (program_id, customer_hash))
+    return found is not None
+
+
+async def mark_forgotten(
+    session: AsyncSession, program_id: str, customer_hash: str, now: datetime
+) -> None:
+    if not await is_forgotten(session, program_id, customer_hash):
+        session.add(
+            ForgottenCustomer(program_id=program_id, customer_hash=customer_hash, forgotten_at=now)
+        )
+        await session.flush()
+
+
+async def unmark_forgotten(session: AsyncSession, program_id: str, customer_hash: str) -> None:
+    await session.execute(
+        delete(ForgottenCustomer).where(
+            ForgottenCustomer.program_id == program_id,
+            ForgottenCustomer.customer_hash == customer_hash,
+        )
+    )
+
+
+async def open_holds(session: AsyncSession, member_id: int) -> list[Hold]:
+    rows = await session.scalars(
+        select(Hold)
+        .where(Hold.member_id == member_id, Hold.status == HoldStatus.HELD)
+        .order_by(Hold.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def issued_redemptions(session: AsyncSession, member_id: int) -> list[Redemption]:
+    rows = await session.scalars(
+        select(Redemption)
+        .where(Redemption.member_id == member_id, Redemption.status == RedemptionStatus.ISSUED)
+        .order_by(Redemption.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def member_events(session: AsyncSession, member_id: int) -> list[OutboxEvent]:
+    rows = await session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.member_id == member_id)
+        .order_by(OutboxEvent.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def erase_adjust_reasons(session: AsyncSession, member_id: int) -> None:
+    """Adjustment reasons are free text about the member: erased with the member."""
+    await session.execute(
+        update(Entry)
+        .where(Entry.member_id == member_id, Entry.kind == EntryKind.ADJUST)
+        .values(reason=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def delete_idempotency_records(
+    session: AsyncSession, program_id: str, client_id: str
+) -> None:
+    await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.program_id == program_id, IdempotencyRecord.client_id == client_id
+        )
+    )

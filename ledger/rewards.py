@@ -158,6 +158,7 @@ async def use(ctx: Context, command: UseRedemption) -> Outcome:
     redemption = await repository.redemption(ctx.session, ctx.program_id, code=command.code)
     if redemption is None:
         raise UnknownRedemption("no redemption has this code", ["code"])
+    await book.ensure_not_forgotten(ctx, redemption.member_id, ["code"])
     if redemption.status != RedemptionStatus.ISSUED:
         raise InvalidState(f"the redemption is {redemption.status}", ["code"])
     redemption.status = RedemptionStatus.USED
@@ -181,9 +182,20 @@ async def cancel(ctx: Context, command: CancelRedemption) -> Outcome:
     )
     if redemption is None:
         raise UnknownRedemption("no such redemption", ["redemptionId"])
+    await book.ensure_not_forgotten(ctx, redemption.member_id, ["redemptionId"])
     if redemption.status != RedemptionStatus.ISSUED:
         raise InvalidState(f"the redemption is {redemption.status}", ["redemptionId"])
     account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
+    book.check_balances(
+        rules.credited(book.balances(account), redemption.points, pending=False, earned=False),
+        ["redemptionId"],
+    )
+    entry_id = await cancel_redemption(ctx, redemption, account)
+    return Outcome(member_id=redemption.member_id, entry_id=entry_id, redemption_id=redemption.id)
+
+
+async def cancel_redemption(ctx: Context, redemption: Redemption, account: Account) -> int:
+    """Return an issued redemption's points and stock; the CANCEL entry's id."""
     await book.restore(ctx, account, redemption.allocations)
     entry = await book.add_entry(
         ctx,
@@ -199,7 +211,7 @@ async def cancel(ctx: Context, command: CancelRedemption) -> Outcome:
     outbox.record_entry(
         ctx.session, entry, account, ctx.now, extra={"redemptionId": str(redemption.id)}
     )
-    return Outcome(member_id=redemption.member_id, entry_id=entry.id, redemption_id=redemption.id)
+    return entry.id
 
 
 async def hold(ctx: Context, command: HoldPoints) -> Outcome:
@@ -243,10 +255,17 @@ def _hold_event(ctx: Context, type_: str, held: Hold, account: Account) -> None:
     )
 
 
-async def _open_hold(ctx: Context, hold_id: int) -> Hold:
+async def _open_hold(ctx: Context, hold_id: int, owner: str | None = None) -> Hold:
+    """The hold to resolve. With `owner` (a member's own request), a hold of anyone else
+    is answered exactly as one that does not exist: same code, same message."""
     held = await repository.hold(ctx.session, ctx.program_id, hold_id)
+    if held is not None and owner is not None:
+        member = await repository.member_by_customer_id(ctx.session, ctx.program_id, owner)
+        if member is None or member.id != held.member_id:
+            held = None
     if held is None:
         raise UnknownHold("no such hold", ["holdId"])
+    await book.ensure_not_forgotten(ctx, held.member_id, ["holdId"])
     if held.status != HoldStatus.HELD:
         raise InvalidState(f"the hold is {held.status}", ["holdId"])
     if held.expires_at <= ctx.now:
@@ -275,7 +294,7 @@ async def capture(ctx: Context, command: CapturePoints) -> Outcome:
 
 
 async def release(ctx: Context, command: ReleasePoints) -> Outcome:
-    held = await _open_hold(ctx, command.hold_id)
+    held = await _open_hold(ctx, command.hold_id, command.owner)
     await release_hold(ctx, held, HoldStatus.RELEASED)
     return Outcome(member_id=held.member_id, hold_id=held.id)
 

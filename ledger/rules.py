@@ -6,6 +6,7 @@ floors once, at the end, so rounding never drifts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,16 @@ from ledger.program import Channel, Multiplier, Program, Tier, Weekday
 MAX_LINES = 1000
 MAX_QUANTITY = 1_000_000
 MAX_UNIT_PRICE = Decimal("1000000000")
-MAX_POINTS = 1_000_000_000
 MONEY_PLACES = 4
+
+# Bounds that keep every stored and reported number of a member inside GraphQL's Int
+# (32-bit signed, at most 2_147_483_647), with room to spare for what moves between
+# balances (a cancelled redemption, a released hold).
+MAX_POINTS = 1_000_000_000  # one entry: a purchase, an action, an adjustment, a hold, a cost
+MAX_BALANCE = 1_000_000_000  # available, pending, held, and their sum, per member
+MAX_DEBT = 1_000_000_000  # how far below zero a points:adjust caller may take available
+MAX_LIFETIME = 2_000_000_000  # lifetime earned (counting pending), and net spend per member
+MAX_ORDER_AMOUNT = Decimal(MAX_LIFETIME)  # eligible amount of one order, in the currency
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,73 @@ def line_problems(lines: Sequence[Line]) -> list[tuple[list[str], str]]:
         if discount:
             problems.append(([*path, "discount"], discount))
     return problems
+
+
+@dataclass(frozen=True)
+class Balances:
+    """A member's balances, as the account keeps them."""
+
+    available: int
+    pending: int
+    held: int
+    lifetime_earned: int
+
+
+def balance_problem(balances: Balances) -> str | None:
+    """Why these balances may not be stored, or None when they may: each of available,
+    pending and held, and their sum, at most MAX_BALANCE; available at least -MAX_DEBT;
+    lifetime earned plus pending (what lifetime earned becomes) at most MAX_LIFETIME."""
+    total = balances.available + balances.pending + balances.held
+    if max(balances.available, balances.pending, balances.held, total) > MAX_BALANCE:
+        return f"a member's balance may not exceed {MAX_BALANCE} points"
+    if balances.available < -MAX_DEBT:
+        return f"a member's balance may not fall below -{MAX_DEBT} points"
+    if balances.lifetime_earned + balances.pending > MAX_LIFETIME:
+        return f"a member's lifetime earned points may not exceed {MAX_LIFETIME}"
+    return None
+
+
+def credited(balances: Balances, points: int, *, pending: bool, earned: bool) -> Balances:
+    """The balances after a credit of `points` (pending, or available at once)."""
+    if pending:
+        return dataclasses.replace(balances, pending=balances.pending + points)
+    return dataclasses.replace(
+        balances,
+        available=balances.available + points,
+        lifetime_earned=balances.lifetime_earned + (points if earned else 0),
+    )
+
+
+def debited(balances: Balances, points: int) -> Balances:
+    return dataclasses.replace(balances, available=balances.available - points)
+
+
+def order_problem(eligible: Fraction, points: int) -> str | None:
+    """Why an order's eligible amount or points are beyond what one order may earn."""
+    if eligible > MAX_ORDER_AMOUNT:
+        return f"an order's eligible amount may not exceed {MAX_ORDER_AMOUNT}"
+    if points > MAX_POINTS:
+        return f"an order may not earn more than {MAX_POINTS} points"
+    return None
+
+
+def backdate_problem(occurred_at: datetime, now: datetime, max_backdate_days: int) -> str | None:
+    """Why `occurred_at` lies too far in the past to be recorded now, or None."""
+    if occurred_at < now - timedelta(days=max_backdate_days):
+        return f"occurredAt may lie at most {max_backdate_days} days in the past"
+    return None
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored (on every database), or None: NUL characters
+    (PostgreSQL text refuses them) and lone UTF-16 surrogates (not encodable as UTF-8)."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
 
 
 def multiplier_applies(

@@ -37,8 +37,9 @@ from ledger.commands import (
     UpsertReward,
     UseRedemption,
     fingerprint,
+    unstorable_text,
 )
-from ledger.errors import IdempotencyConflict, InvalidInput, LedgerError
+from ledger.errors import IdempotencyConflict, InvalidInput, LedgerError, UnknownMember
 from ledger.models import IdempotencyRecord, Reward
 from ledger.program import Program
 
@@ -94,6 +95,10 @@ class LoyaltyService:
     ) -> Outcome:
         """Run one command exactly once per idempotency key. Flushes, never commits."""
         ctx = self.context(session, program_id)
+        unstorable = unstorable_text(command)
+        if unstorable:
+            field, reason = unstorable
+            return _refused(InvalidInput(f"{'.'.join(field)} {reason}", field))
         key = command.idempotency_key
         if not key or len(key) > MAX_KEY:
             return _refused(InvalidInput("idempotencyKey must have 1 to 255 characters"))
@@ -165,6 +170,10 @@ class LoyaltyService:
     async def upsert_reward(
         self, session: AsyncSession, program_id: str, command: UpsertReward
     ) -> Reward:
+        unstorable = unstorable_text(command)
+        if unstorable:
+            field, reason = unstorable
+            raise InvalidInput(f"{'.'.join(field)} {reason}", field)
         return await rewards.upsert_reward(self.context(session, program_id), command)
 
     async def seed_rewards(self, session: AsyncSession, program_id: str) -> None:
@@ -177,6 +186,8 @@ class LoyaltyService:
         member_id: int | None = None,
         customer_id: str | None = None,
     ) -> dict[str, Any]:
+        if customer_id is not None and unstorable_text(customer_id):
+            raise UnknownMember("no such member in this program", ["member"])
         return await members.export(self.context(session, program_id), member_id, customer_id)
 
     async def run_jobs(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from auth.principals import Anonymous, Partner, Principal, Shopper
+from ledger.commands import member_client_key
 from ledger.db import Database, is_unavailable
 from ledger.program import Program
 from ledger.service import LoyaltyService
@@ -45,7 +46,7 @@ class Context:
         if isinstance(principal, Partner):
             return principal.client_id
         if isinstance(principal, Shopper):
-            return f"member:{principal.customer_id}"
+            return member_client_key(principal.customer_id)
         raise ApiError("a bearer token is required", UNAUTHENTICATED)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, NewType
 
 import strawberry
 
@@ -11,6 +12,26 @@ from auth.permissions import needs
 from ledger.program import Tier as ProgramTier
 from resolvers import program as resolve
 from resolvers.context import Context
+
+MAX_LONG = 2**63 - 1
+
+
+def _parse_long(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_LONG:
+        raise ValueError("Long is a whole number of at most 64 bits")
+    return value
+
+
+# Program-wide sums add up every member's points: each balance fits an Int, their sum
+# over many members does not. A JSON number, as Int is, so every value an Int could carry
+# reads the same; exact in JavaScript up to 2^53.
+Long = NewType("Long", int)
+LongScalar = strawberry.scalar(
+    name="Long",
+    description="A whole number of up to 64 bits, as a JSON number",
+    serialize=int,
+    parse_value=_parse_long,
+)
 
 
 @strawberry.type
@@ -30,10 +51,10 @@ class TierCount:
 class ProgramStats:
     members: int
     active_members30d: int = strawberry.field(name="activeMembers30d")
-    points_issued: int
-    points_redeemed: int
-    points_expired: int
-    outstanding_points: int
+    points_issued: Long
+    points_redeemed: Long
+    points_expired: Long
+    outstanding_points: Long
     liability: Decimal
     redemption_rate: float
     tiers: list[TierCount]
@@ -56,10 +77,10 @@ class ProgramQuery:
         return ProgramStats(
             members=s.members,
             active_members30d=s.active_members_30d,
-            points_issued=s.points_issued,
-            points_redeemed=s.points_redeemed,
-            points_expired=s.points_expired,
-            outstanding_points=s.outstanding_points,
+            points_issued=Long(s.points_issued),
+            points_redeemed=Long(s.points_redeemed),
+            points_expired=Long(s.points_expired),
+            outstanding_points=Long(s.outstanding_points),
             liability=s.liability,
             redemption_rate=s.redemption_rate,
             tiers=[TierCount(tier=name, members=count) for name, count in s.tiers],

@@ -307,8 +307,10 @@ class RewardsMutation:
         self, info: strawberry.Info[Context], input: ReleasePointsInput
     ) -> ReleasePointsPayload:
         ctx = info.context
-        command = ReleasePoints(input.idempotency_key, resolve.numeric_id(input.hold_id))
-        return await _hold(ctx, ReleasePointsPayload, await resolve.release(ctx, command))
+        command = ReleasePoints(
+            input.idempotency_key, resolve.numeric_id(input.hold_id), owner=resolve.owner(ctx)
+        )
+        return await _hold(ctx, ReleasePointsPayload, await writes.execute(ctx, command))
 
     @strawberry.mutation(extensions=needs(scopes.REWARDS_MANAGE))
     async def upsert_reward(

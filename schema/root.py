@@ -12,7 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from schema.limits import MAX_DEPTH, MAX_TOKENS, BoundedValidation, QueryCost, validation_rules
 from schema.members import MembersMutation, MembersQuery
 from schema.points import PointsMutation
-from schema.program import ProgramQuery
+from schema.program import Long, LongScalar, ProgramQuery
 from schema.rewards import RewardsMutation, RewardsQuery
 from schema.scalars import SCALARS
 
@@ -60,7 +60,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         extensions=chain,  # type: ignore[arg-type]
-        scalar_overrides=SCALARS,
+        scalar_overrides={**SCALARS, Long: LongScalar},
         config=StrawberryConfig(disable_field_suggestions=not introspection),
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -327,3 +327,115 @@ def test_partial_refunds_are_monotone_and_bounded(steps: list[tuple[int, int]]) 
         previous = total
     if refunded == [1, 2]:
         assert previous == 150
+
+
+B = rules.Balances
+
+
+@pytest.mark.parametrize(
+    ("balances", "problem"),
+    [
+        (B(0, 0, 0, 0), None),
+        (B(rules.MAX_BALANCE, 0, 0, rules.MAX_BALANCE), None),
+        (B(rules.MAX_BALANCE + 1, 0, 0, 0), "may not exceed 1000000000 points"),
+        (B(0, rules.MAX_BALANCE + 1, 0, 0), "may not exceed 1000000000 points"),
+        (B(0, 0, rules.MAX_BALANCE + 1, 0), "may not exceed 1000000000 points"),
+        (B(400_000_000, 400_000_000, 200_000_000, 0), None),  # the sum exactly
+        (B(400_000_000, 400_000_000, 200_000_001, 0), "may not exceed 1000000000 points"),
+        (B(-rules.MAX_DEBT, 0, 0, 0), None),
+        (B(-rules.MAX_DEBT - 1, 0, 0, 0), "may not fall below -1000000000 points"),
+        # a debt does not make room above the bound for pending or held
+        (B(-5, rules.MAX_BALANCE, 5, 0), None),
+        (B(-5, rules.MAX_BALANCE + 1, 0, 0), "may not exceed 1000000000 points"),
+        (B(0, 0, 0, rules.MAX_LIFETIME), None),
+        (B(0, 1, 0, rules.MAX_LIFETIME), "lifetime earned points may not exceed 2000000000"),
+        (B(0, 0, 0, rules.MAX_LIFETIME + 1), "lifetime earned points may not exceed 2000000000"),
+    ],
+)
+def test_balance_bounds(balances: rules.Balances, problem: str | None) -> None:
+    found = rules.balance_problem(balances)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_every_bounded_balance_fits_a_graphql_int() -> None:
+    # a cancel on top of a full balance included
+    largest = max(rules.MAX_BALANCE + rules.MAX_POINTS, rules.MAX_LIFETIME, rules.MAX_DEBT)
+    assert largest < 2**31
+
+
+@pytest.mark.parametrize(
+    ("start", "points", "pending", "earned", "after"),
+    [
+        (B(10, 0, 0, 10), 5, False, True, B(15, 0, 0, 15)),
+        (B(10, 0, 0, 10), 5, True, True, B(10, 5, 0, 10)),
+        (B(10, 0, 0, 10), 5, False, False, B(15, 0, 0, 10)),  # an adjustment earns nothing
+        (B(-10, 0, 0, 0), 5, False, True, B(-5, 0, 0, 5)),
+    ],
+)
+def test_credited(
+    start: rules.Balances, points: int, pending: bool, earned: bool, after: rules.Balances
+) -> None:
+    assert rules.credited(start, points, pending=pending, earned=earned) == after
+
+
+def test_debited() -> None:
+    assert rules.debited(B(10, 3, 2, 10), 25) == B(-15, 3, 2, 10)
+
+
+@pytest.mark.parametrize(
+    ("eligible", "points", "problem"),
+    [
+        (Fraction(0), 0, None),
+        (Fraction(2_000_000_000), rules.MAX_POINTS, None),
+        (Fraction(2_000_000_001), 0, "eligible amount may not exceed 2000000000"),
+        (Fraction(4_000_000_001, 2), 0, "eligible amount"),  # 2e9 + 0.5
+        (Fraction(10), rules.MAX_POINTS + 1, "more than 1000000000 points"),
+    ],
+)
+def test_order_bounds(eligible: Fraction, points: int, problem: str | None) -> None:
+    found = rules.order_problem(eligible, points)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_the_largest_order_the_lines_allow_is_beyond_the_bound() -> None:
+    lines = [line("1000000000", rules.MAX_QUANTITY)] * rules.MAX_LINES
+    assert rules.line_problems(lines) == []
+    priced = rules.price_lines(PROGRAM, lines, Channel.ONLINE, MON)
+    assert rules.order_problem(rules.eligible_total(priced), 0) is not None
+
+
+@pytest.mark.parametrize(
+    ("days_ago", "limit", "refused"),
+    [
+        (0, 30, False),
+        (30, 30, False),
+        (30.0001, 30, True),
+        (400, 30, True),
+        (0, 0, False),
+        (0.0001, 0, True),
+        (3650, 3650, False),
+    ],
+)
+def test_backdate_limit(days_ago: float, limit: int, refused: bool) -> None:
+    occurred = MON - timedelta(days=days_ago)
+    problem = rules.backdate_problem(occurred, MON, limit)
+    assert (problem is not None) == refused
+    if refused:
+        assert problem == f"occurredAt may lie at most {limit} days in the past"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ada", None),
+        ("", None),  # emptiness is the caller's own check
+        ("Zoë 🎉 日本", None),  # any valid text, astral characters included
+        ("a\x00b", "must not contain NUL characters"),
+        ("\x00", "must not contain NUL characters"),
+        ("a\ud800", "must be valid Unicode text (no lone surrogates)"),
+        ("\udfff", "must be valid Unicode text (no lone surrogates)"),
+        ("\ud83c\udf89", "must be valid Unicode text (no lone surrogates)"),  # a split pair
+    ],
+)
+def test_text_problem(text: str, problem: str | None) -> None:
+    assert rules.text_problem(text) == problem
