@@ -17,7 +17,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
@@ -60,7 +60,14 @@ class Refusal(Exception):
     def response(self, request_id: str) -> Response:
         body = {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
         headers = {**self.headers, "X-Request-Id": request_id}
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        # ASCII JSON: a message quoting the caller's text may carry a lone surrogate,
+        # which only an escape can represent.
+        return Response(
+            json.dumps(body),
+            status_code=self.status,
+            headers=headers,
+            media_type="application/json",
+        )
 
 
 _INVALID = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway", error="invalid_token"'}
@@ -112,8 +119,8 @@ def _authorization(request: Request) -> str | None:
 
 def decode_json(data: str | bytes) -> object:
     """JSON as the endpoint accepts it: an object or a list, nested at most
-    `MAX_JSON_DEPTH` deep, its strings valid Unicode (no lone surrogates, which JSON's
-    escapes can carry but no database can store). Anything else is a 400."""
+    `MAX_JSON_DEPTH` deep; anything else is a 400. (Strings no database can store,
+    NUL or a lone surrogate, are the ledger's to refuse, as INVALID_INPUT on the field.)"""
     try:
         value = json.loads(data)
     except RecursionError:
@@ -132,11 +139,6 @@ def decode_json(data: str | bytes) -> object:
             pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str) and not item.isascii():
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                raise HTTPException(400, "a string is not valid Unicode") from None
     return value
 
 

@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
+from ledger import rules
+
 MAX_OPERATION_LABEL = 64
 MAX_OPERATION_NAMES = 500  # operation names are chosen by callers: bound the labels
 
@@ -67,6 +69,8 @@ class Metrics:
 
     def label(self, operation_name: str | None) -> str:
         name = (operation_name or "anonymous")[:MAX_OPERATION_LABEL]
+        if not name.isascii() and rules.text_problem(name):
+            return "other"  # a label the exposition could not encode
         if name not in self.names:
             if len(self.names) >= MAX_OPERATION_NAMES:
                 return "other"

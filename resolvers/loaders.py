@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import book, queries
+from ledger import book, queries, rules
 from ledger.book import Context as LedgerContext
 from ledger.db import Database
 from ledger.models import Account, Entry, EntryKind, Hold, Member, Redemption, Reward
@@ -63,7 +63,9 @@ class BatchLoader(DataLoader[K, V], Generic[K, V]):
         self.default = default
 
     async def batch_load_fn(self, keys: list[K]) -> list[V]:
-        found = await self.reader.run(lambda session: self.fetch(session, keys))
+        # A text no database can store (NUL, a lone surrogate) names nothing: not asked.
+        wanted = [k for k in keys if not (isinstance(k, str) and rules.text_problem(k))]
+        found = await self.reader.run(lambda session: self.fetch(session, wanted)) if wanted else {}
         return [found.get(key, self.default) for key in keys]
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from auth import scopes
 from auth.principals import Partner, Shopper
-from ledger import queries
+from ledger import queries, rules
 from ledger.commands import MemberRef
 from ledger.models import Member
 from resolvers import pagination
@@ -88,6 +88,8 @@ async def members_page(
 ) -> pagination.Page[Member]:
     size = pagination.page_size(first)
     after_id = pagination.decode_int("member", after)
+    if tier is not None and rules.text_problem(tier):
+        return pagination.page("member", [], size)  # names no tier: no member has it
     rows = await ctx.reader.run(
         lambda session: queries.members_page(session, ctx.program_id, tier, after_id, size + 1)
     )

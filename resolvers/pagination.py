@@ -7,6 +7,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ledger import rules
 from resolvers.errors import BAD_USER_INPUT, ApiError
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ def decode(kind: str, cursor: str | None) -> str | None:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError("after is not a cursor of this list", BAD_USER_INPUT) from None
     prefix, _, key = text.partition(":")
-    if prefix != kind or not key:
+    if prefix != kind or not key or rules.text_problem(key):
         raise ApiError("after is not a cursor of this list", BAD_USER_INPUT)
     return key
 
