@@ -15,12 +15,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from auth.members import MemberTokenVerifier
 from auth.principals import Authenticator
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
+from events import bus as events_bus
+from events.bus import Hub
+from events.relay import OutboxRelay
 from gateway import oauth, scheduler
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
@@ -62,12 +65,15 @@ def create_app(
     key_pem = settings.signing_key_pem()
     service = LoyaltyService(programs, clock=clock)
     metrics = Metrics(settings.metrics_token)
+    hub = Hub(settings.subscriber_queue)
+    bus = events_bus.connect(settings.broker_url, hub)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database(settings.database_url)
         http = aiohttp.ClientSession()
         jobs: asyncio.Task[None] | None = None
+        relay = OutboxRelay(database, bus, clock)
         try:
             async with database.transaction() as session:
                 key = await load_signing_key(session, key_pem)
@@ -84,6 +90,9 @@ def create_app(
             app.state.database = database
             app.state.authorization = authorization
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
+            await bus.start()
+            relay.start()
+            app.state.relay = relay
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
@@ -94,6 +103,8 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await relay.stop()
+            await bus.close()
             await http.close()
             await database.dispose()
 
@@ -108,8 +119,13 @@ def create_app(
         introspection=settings.introspection,
         clock=clock,
         timeout=settings.operation_timeout,
+        hub=hub,
+        allowed_origins=settings.origins(),
+        connection_init_timeout=settings.connection_init_timeout,
+        max_subscriptions=settings.max_subscriptions,
     )
     app.state.service = service
+    app.state.bus = bus
     app.state.metrics = metrics
     app.router.routes.extend(
         [
@@ -117,6 +133,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             *oauth.routes,
         ]
     )

@@ -7,7 +7,7 @@ import ipaddress
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +44,11 @@ class Metrics:
             "loyalty_graphql_errors",
             "Errors returned, by code",
             ["code"],
+            registry=self.registry,
+        )
+        self.connections = Gauge(
+            "loyalty_websocket_connections",
+            "Open WebSocket connections",
             registry=self.registry,
         )
 

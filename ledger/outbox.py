@@ -80,6 +80,8 @@ def record(
     member_id: int | None = None,
 ) -> None:
     """An event that is not a ledger entry: enrolment, tier change, hold, activation."""
+    if type_ == "tier.changed":
+        _restate_tier(session, account, now)
     session.add(
         OutboxEvent(
             program_id=program_id,
@@ -90,3 +92,18 @@ def record(
             created_at=now,
         )
     )
+
+
+def _restate_tier(session: AsyncSession, account: Account, now: datetime) -> None:
+    """The events this transaction already wrote for the member carry the tier after the
+    change too: a purchase that crosses a threshold reports the tier it reached."""
+    for obj in (*session.new, *session.identity_map.values()):
+        if (
+            isinstance(obj, OutboxEvent)
+            and obj.member_id == account.member_id
+            and obj.published_at is None
+            and obj.created_at == now
+            and obj.payload.get("tier") != account.tier
+            and obj in session
+        ):
+            obj.payload = {**obj.payload, "tier": account.tier}

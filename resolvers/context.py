@@ -3,11 +3,12 @@ request's own DataLoaders (never shared between requests: they cache)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from auth.principals import Anonymous, Partner, Principal, Shopper
+from events.bus import Hub
 from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService
@@ -22,6 +23,8 @@ class Context:
     principal: Principal
     request_id: str
     clock: Callable[[], datetime]
+    hub: Hub | None = None  # the live events, on a WebSocket connection
+    hang_up: Callable[[int, str], Awaitable[None]] | None = None  # closes that connection
     _loaders: Loaders | None = field(default=None, repr=False)
     _reader: Reader | None = field(default=None, repr=False)
 
