@@ -26,6 +26,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from auth.members import IdentityProviderUnavailable
 from auth.principals import Anonymous, Authenticator, Partner, Principal, Shopper
@@ -320,7 +321,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 request.state.status = 400
         return answer
 
-    async def on_ws_connect(self, context: Context) -> None:
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """`connection_init`: the token in its payload, or the connection closes (4403)."""
         assert isinstance(context, ConnectionContext)
         header = context.connection_params.get("Authorization")
@@ -338,6 +339,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             raise ConnectionRejectionError()
         context.principal = principal
         context.guard(self.hub, header.partition(" ")[2].strip())
+        return UNSET  # type: ignore[no-any-return]  # a bare connection_ack
 
     async def get_context(self, request: Any, response: Any) -> Context:
         if isinstance(request, WebSocket):

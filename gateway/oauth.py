@@ -15,6 +15,7 @@ from starlette.routing import Route
 from auth import scopes
 from auth.models import OAuthClient
 from auth.server import AuthorizationServer, InvalidScope
+from gateway import websocket
 from ledger.db import Database
 
 MAX_FORM_BYTES = 8 * 1024
@@ -133,6 +134,7 @@ async def revoke(request: Request) -> Response:
         return error.response()
     async with _database(request).transaction() as session:
         await _server(request).revoke(session, client, form.get("token", ""))
+    await websocket.announce_revocation(request.app.state.bus, request, form.get("token", ""))
     return Response(status_code=200, headers=NO_STORE)
 
 

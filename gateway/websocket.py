@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import Request
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -27,7 +28,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 
 from auth.tokens import InvalidToken, peek
-from events.bus import Hub
+from events.bus import BrokerUnavailable, Bus, Hub
 from resolvers.context import Context
 
 log = logging.getLogger("loyalty.websocket")
@@ -111,3 +112,22 @@ class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
         finally:
             if isinstance(self.context, ConnectionContext):
                 await self.context.finish()
+
+
+async def announce_revocation(bus: Bus, request: Request, token: str) -> None:
+    """After `/oauth/revoke`: the connections of a token now revoked, on every replica,
+    close. Only a token the database holds as revoked is announced (a client cannot
+    cut off another client's connections by naming their token)."""
+    try:
+        jti = peek(token)[1].get("jti")
+    except InvalidToken:
+        return
+    if not isinstance(jti, str) or not jti:
+        return
+    async with request.app.state.database.reading() as session:
+        if not await request.app.state.authorization.is_revoked(session, jti):
+            return
+    try:
+        await bus.publish_revocation(jti)
+    except BrokerUnavailable as exc:
+        log.warning("revocation not announced (connections keep it until they close): %s", exc)

@@ -108,7 +108,8 @@ async def receive(socket: ClientConnection, within: float = 5.0) -> dict[str, An
 
 async def initialised(socket: ClientConnection, token: str) -> None:
     await send(socket, {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
-    assert await receive(socket) == {"type": "connection_ack"}
+    answer = await receive(socket)
+    assert answer == {"type": "connection_ack"}, answer
 
 
 async def closed_with(socket: ClientConnection, within: float = 5.0) -> tuple[int, str]:
