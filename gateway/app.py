@@ -67,6 +67,7 @@ def create_app(
     metrics = Metrics(settings.metrics_token)
     hub = Hub(settings.subscriber_queue)
     bus = events_bus.connect(settings.broker_url, hub)
+    rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +106,7 @@ def create_app(
                     await jobs
             await relay.stop()
             await bus.close()
+            await rate_limiter.close()
             await http.close()
             await database.dispose()
 
@@ -114,7 +116,7 @@ def create_app(
         service=service,
         database=lambda: app.state.database,
         authenticator=lambda: app.state.authenticator,
-        rate_limiter=RateLimiter(settings.rate_limit),
+        rate_limiter=rate_limiter,
         metrics=metrics,
         introspection=settings.introspection,
         clock=clock,
