@@ -67,6 +67,7 @@ def create_app(
     metrics = Metrics(settings.metrics_token)
     hub = Hub(settings.subscriber_queue)
     bus = events_bus.connect(settings.broker_url, hub)
+    metrics.watch(hub)
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
 
     @asynccontextmanager
