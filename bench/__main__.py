@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import graphql_api, ledger_writes
+from bench import graphql_api, ledger_writes, live_events
 
 if __name__ == "__main__":
     asyncio.run(ledger_writes.main())
     print()
     asyncio.run(graphql_api.main())
+    print()
+    asyncio.run(live_events.main())

@@ -16,13 +16,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from auth.members import MemberTokenVerifier
 from auth.principals import Authenticator
 from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
+from events import bus as events_bus
+from events.bus import Hub
+from events.relay import OutboxRelay
 from gateway import oauth, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
@@ -72,6 +75,10 @@ def create_app(
         raise ValueError(f"LOYALTY_ISSUER {settings.issuer!r}: {exc}") from None
     service = LoyaltyService(programs, clock=clock)
     metrics = Metrics(settings.metrics_token)
+    hub = Hub(settings.subscriber_queue)
+    bus = events_bus.connect(settings.broker_url, hub)
+    metrics.watch(hub)
+    rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,6 +87,7 @@ def create_app(
         database = Database(settings.database_url, wait=settings.operation_timeout / 2)
         http = aiohttp.ClientSession()
         jobs: asyncio.Task[None] | None = None
+        relay = OutboxRelay(database, bus, clock)
         try:
             async with database.transaction() as session:
                 key = await load_signing_key(session, key_pem)
@@ -96,6 +104,9 @@ def create_app(
             app.state.database = database
             app.state.authorization = authorization
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
+            await bus.start()
+            relay.start()
+            app.state.relay = relay
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
@@ -106,6 +117,9 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await relay.stop()
+            await bus.close()
+            await rate_limiter.close()
             await http.close()
             await database.dispose()
 
@@ -115,15 +129,22 @@ def create_app(
         service=service,
         database=lambda: app.state.database,
         authenticator=lambda: app.state.authenticator,
-        rate_limiter=RateLimiter(settings.rate_limit),
+        rate_limiter=rate_limiter,
         metrics=metrics,
         introspection=settings.introspection,
         clock=clock,
         timeout=settings.operation_timeout,
+        hub=hub,
+        allowed_origins=settings.origins(),
+        connection_init_timeout=settings.connection_init_timeout,
+        max_subscriptions=settings.max_subscriptions,
     )
-    app.state.oauth_rate_limiter = RateLimiter(settings.oauth_rate_limit)
+    app.state.oauth_rate_limiter = RateLimiter.for_broker(
+        settings.oauth_rate_limit, settings.broker_url
+    )
     app.state.oauth_metadata = oauth_metadata
     app.state.service = service
+    app.state.bus = bus
     app.state.metrics = metrics
     app.router.routes.extend(
         [
@@ -131,6 +152,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             *oauth.routes,
         ]
     )

@@ -1,4 +1,5 @@
-"""`/graphql`: GraphQL over HTTP (POST JSON; GET for queries only) and GraphiQL.
+"""`/graphql`: GraphQL over HTTP (POST JSON; GET for queries only), GraphiQL, and
+subscriptions over WebSocket (`graphql-transport-ws`, see `gateway.websocket`).
 
 Before the schema sees a request: a request id, a cap on the body, the bearer token
 (a partner token of ours or a member token of a program's identity provider), and the
@@ -11,25 +12,30 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from auth.members import IdentityProviderUnavailable
 from auth.principals import Anonymous, Authenticator, Partner, Principal, Shopper
 from auth.tokens import InvalidToken
+from events.bus import Hub
 from gateway import unavailable
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
+from gateway.websocket import ConnectionContext, TransportHandler
 from ledger.db import Database, is_unavailable
 from ledger.service import LoyaltyService
 from resolvers.context import Context
@@ -181,6 +187,8 @@ def _replay(body: bytes) -> Receive:
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
+    graphql_transport_ws_handler_class = TransportHandler
+
     def __init__(
         self,
         schema: Any,
@@ -193,13 +201,21 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         introspection: bool,
         clock: Callable[[], datetime],
         timeout: float,
+        hub: Hub,
+        allowed_origins: Sequence[str] = (),
+        connection_init_timeout: float = 10,
+        max_subscriptions: int = 20,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if introspection else None,
             allow_queries_via_get=True,
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # never legacy graphql-ws
+            connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
+            max_subscriptions_per_connection=max_subscriptions,
+            allowed_origins=allowed_origins,  # a browser page of another origin: refused
         )
+        self.hub = hub
         self.service = service
         self.database = database
         self.authenticator = authenticator
@@ -210,8 +226,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.suggestions = introspection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # subscriptions are not served yet
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket":
+            self.metrics.connections.inc()
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.metrics.connections.dec()
             return
         request_id = uuid.uuid4().hex
         request = Request(scope)
@@ -318,7 +338,37 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             request.state.status, request.state.headers = 503, unavailable.HEADERS
         return answer
 
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """`connection_init`: the token in its payload, or the connection closes (4403)."""
+        assert isinstance(context, ConnectionContext)
+        header = context.connection_params.get("Authorization")
+        if not isinstance(header, str):
+            raise ConnectionRejectionError()
+        try:
+            principal = await self.authenticator().principal(header)
+        except IdentityProviderUnavailable as exc:
+            log.warning("member token not checked: %s", exc)
+            raise ConnectionRejectionError() from None
+        except InvalidToken as exc:
+            log.info("WebSocket token refused: %s", exc)
+            raise ConnectionRejectionError() from None
+        if isinstance(principal, Anonymous):
+            raise ConnectionRejectionError()
+        context.principal = principal
+        context.guard(self.hub, header.partition(" ")[2].strip())
+        return UNSET  # type: ignore[no-any-return]  # a bare connection_ack
+
     async def get_context(self, request: Any, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            return ConnectionContext(
+                database=self.database(),
+                service=self.service,
+                principal=Anonymous(),
+                request_id=uuid.uuid4().hex,
+                clock=self.clock,
+                hub=self.hub,
+                websocket=response,
+            )
         context = Context(
             database=self.database(),
             service=self.service,

@@ -1,18 +1,22 @@
-"""Prometheus metrics: requests by operation name, latency, errors by code."""
+"""Prometheus metrics: requests by operation name, latency, errors by code; WebSocket
+connections, active subscriptions, and events published, delivered and dropped."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
 
+from events.bus import Hub
 from ledger import rules
 
 MAX_OPERATION_LABEL = 64
@@ -48,6 +52,15 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.connections = Gauge(
+            "loyalty_websocket_connections",
+            "Open WebSocket connections",
+            registry=self.registry,
+        )
+
+    def watch(self, hub: Hub) -> None:
+        """Report the hub's subscriptions and event counts."""
+        self.registry.register(_HubCollector(hub))
 
     def extension(self) -> type[SchemaExtension]:
         metrics = self
@@ -92,3 +105,21 @@ class Metrics:
             headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
             return Response("metrics need the metrics token", 401, headers=headers)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.hub.stats
+        yield GaugeMetricFamily(
+            "loyalty_subscriptions_active", "Subscriptions being served", stats.subscriptions
+        )
+        counts = (
+            ("published", "Events this process published to the bus", stats.published),
+            ("delivered", "Events handed to subscribers", stats.delivered),
+            ("dropped", "Events dropped for subscribers too slow", stats.dropped),
+        )
+        for name, text, value in counts:
+            yield CounterMetricFamily(f"loyalty_events_{name}", text, value)

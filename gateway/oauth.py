@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from auth.protocol import Answer, Endpoint, claimed_client_ids, error_answer
 from auth.server import AuthorizationServer
+from gateway import websocket
 from gateway.ratelimit import RateLimiter
 from ledger.db import Database
 
@@ -82,16 +83,22 @@ def _response(answer: Answer) -> Response:
 
 
 async def _respond(request: Request, endpoint: Endpoint) -> Response:
+    return (await _respond_with_form(request, endpoint))[0]
+
+
+async def _respond_with_form(
+    request: Request, endpoint: Endpoint
+) -> tuple[Response, dict[str, str]]:
     server = _server(request)
     try:
         form = await _form(request)
         await _limit(request, form)
     except OAuth2Error as error:
-        return _response(error_answer(error))
+        return _response(error_answer(error)), {}
     database: Database = request.app.state.database
     uri = server.tokens.issuer.rstrip("/") + request.url.path
     answer = await server.respond(database, endpoint, uri, form, request.headers)
-    return _response(answer)
+    return _response(answer), form
 
 
 async def token(request: Request) -> Response:
@@ -103,7 +110,10 @@ async def introspect(request: Request) -> Response:
 
 
 async def revoke(request: Request) -> Response:
-    return await _respond(request, "revocation")
+    response, form = await _respond_with_form(request, "revocation")
+    if response.status_code == 200:  # subscriptions of a token now revoked close
+        await websocket.announce_revocation(request.app.state.bus, request, form.get("token", ""))
+    return response
 
 
 async def jwks(request: Request) -> Response:

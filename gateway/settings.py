@@ -25,9 +25,15 @@ class Settings(BaseSettings):
     introspection: bool = True
     jobs_interval: float = Field(default=60, gt=0)
     operation_timeout: float = Field(default=15, gt=0)
-    allowed_origins: str = ""
+    allowed_origins: str = ""  # origins separated by spaces or commas
+    connection_init_timeout: float = Field(default=10, gt=0)  # seconds, on a WebSocket
+    max_subscriptions: int = Field(default=20, gt=0)  # per WebSocket connection
+    subscriber_queue: int = Field(default=256, gt=0)  # events waiting for one subscriber
     allow_private_webhooks: bool = False
     metrics_token: str | None = None
+
+    def origins(self) -> list[str]:
+        return [origin for origin in self.allowed_origins.replace(",", " ").split() if origin]
 
     def signing_key_pem(self) -> bytes | None:
         """The configured private key, read once at start, or None (kept in the database)."""

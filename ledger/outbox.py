@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import Account, Entry, EntryKind, OutboxEvent
 
+_WRITTEN = "loyalty_outbox_written"
+
 ENTRY_EVENTS = {
     EntryKind.EARN: "points.earned",
     EntryKind.BONUS: "points.earned",
@@ -69,7 +71,8 @@ def record_entry(
         "occurredAt": entry.occurred_at.isoformat(),
         **(extra or {}),
     }
-    session.add(
+    _add(
+        session,
         OutboxEvent(
             program_id=entry.program_id,
             type=type_ or ENTRY_EVENTS[entry.kind],
@@ -78,7 +81,7 @@ def record_entry(
             payload=payload,
             occurred_at=entry.occurred_at,
             created_at=now,
-        )
+        ),
     )
 
 
@@ -93,7 +96,10 @@ def record(
     member_id: int | None = None,
 ) -> None:
     """An event that is not a ledger entry: enrolment, tier change, hold, activation."""
-    session.add(
+    if type_ == "tier.changed":
+        _restate_tier(session, account)
+    _add(
+        session,
         OutboxEvent(
             program_id=program_id,
             type=type_,
@@ -101,5 +107,24 @@ def record(
             payload={**balances(account), **data, "occurredAt": now.isoformat()},
             occurred_at=now,
             created_at=now,
-        )
+        ),
     )
+
+
+def _restate_tier(session: AsyncSession, account: Account) -> None:
+    """The events this transaction already wrote for the member carry the tier after the
+    change too: a purchase that crosses a threshold reports the tier it reached."""
+    for event in _written(session):
+        if event.member_id == account.member_id and event.published_at is None:
+            event.payload = {**event.payload, "tier": account.tier}
+
+
+def _add(session: AsyncSession, event: OutboxEvent) -> None:
+    session.add(event)
+    _written(session).append(event)  # the session holds flushed objects only weakly
+
+
+def _written(session: AsyncSession) -> list[OutboxEvent]:
+    """The events this transaction wrote (one session is one transaction)."""
+    written: list[OutboxEvent] = session.info.setdefault(_WRITTEN, [])
+    return written

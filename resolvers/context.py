@@ -4,11 +4,12 @@ request's own DataLoaders (never shared between requests: they cache)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from auth.principals import Anonymous, Partner, Principal, Shopper
+from events.bus import Hub
 from ledger.commands import member_client_key
 from ledger.db import Database, is_unavailable
 from ledger.program import Program
@@ -26,6 +27,8 @@ class Context:
     principal: Principal
     request_id: str
     clock: Callable[[], datetime]
+    hub: Hub | None = None  # the live events, on a WebSocket connection
+    hang_up: Callable[[int, str], Awaitable[None]] | None = None  # closes that connection
     _loaders: Loaders | None = field(default=None, repr=False)
     _reader: Reader | None = field(default=None, repr=False)
 

@@ -15,6 +15,7 @@ from schema.points import PointsMutation
 from schema.program import Long, LongScalar, ProgramQuery
 from schema.rewards import RewardsMutation, RewardsQuery
 from schema.scalars import SCALARS
+from schema.subscriptions import Subscription
 
 CACHE_SIZE = 256
 
@@ -59,6 +60,7 @@ def build_schema(
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=chain,  # type: ignore[arg-type]
         scalar_overrides={**SCALARS, Long: LongScalar},
         config=StrawberryConfig(disable_field_suggestions=not introspection),

@@ -15,6 +15,7 @@ from ledger.db import Database
 from ledger.service import LoyaltyService
 from tests.support.ledger import Clock, make_program
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
+from tests.support.redis import RedisServer, RedisUnavailable, running_redis
 
 IN_CI = os.environ.get("CI") == "true"
 _databases = itertools.count()
@@ -82,3 +83,15 @@ async def service(database: Database, clock: Clock) -> LoyaltyService:
     async with database.transaction() as session:
         await svc.seed_rewards(session, program.id)
     return svc
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh Redis for one test (a test may stop and restart it)."""
+    try:
+        with running_redis() as server:
+            yield server
+    except RedisUnavailable as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"Redis is not available here: {exc}")

@@ -4,7 +4,7 @@ client factory, a store identity provider for member tokens, and a GraphQL clien
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,14 +133,17 @@ async def running_gateway(
     operation_timeout: float = 15,
     other_programs: Iterable[str] = (),
     metrics_token: str | None = None,
+    settings: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
+    """`settings` sets any other `Settings` field (the broker, WebSocket limits ...);
+    `overrides` change the test program."""
     identity = FakeIdentityProvider(issuer=ISSUER)
     clock = Clock()
     async with identity.serving(), aiohttp.ClientSession() as http:
         port = free_port()
-        settings = Settings(
-            database_url=database_url,
+        configured = Settings(
+            **{**(settings or {}), "database_url": database_url},
             issuer=f"http://127.0.0.1:{port}",
             rate_limit=rate_limit,
             oauth_rate_limit=oauth_rate_limit,
@@ -152,7 +155,7 @@ async def running_gateway(
         programs = [gateway_program(identity.url, **overrides)]
         programs += [gateway_program(identity.url, id=other) for other in other_programs]
         app = create_app(
-            settings,
+            configured,
             clock=clock,
             scheduled_jobs=jobs_interval is not None,
             programs={program.id: program for program in programs},

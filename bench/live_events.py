@@ -1,0 +1,251 @@
+"""R5: one event to 1,000 subscribers, against a raw WebSocket push of the same payload.
+
+Both servers run as their own process on this machine, measured in the same run, with
+the same 1,000 clients (one WebSocket each, in this process):
+
+- the gateway (`loyalty-gateway serve`, SQLite, in-process bus): 1,000 `pointsChanged`
+  subscriptions of one member; a `recordPurchase` over HTTP commits, the relay publishes,
+  and each subscription runs its selection over the event and sends it;
+- the floor: a bare Starlette WebSocket endpoint holding the same 1,000 connections;
+  `POST /push` sends them the exact text the gateway sent, from a task, as the gateway
+  does after answering the write.
+
+The figure is the time from sending the trigger (the write, the push) until the last
+client has the message: ratio = floor / gateway (1.0 = as fast as a raw push). The
+gateway's figure includes the write itself (its commit): the relay publishes as soon as
+the transaction commits, often before the HTTP answer reaches the writer, so the answer
+is no usable start. Commit-to-client latency is that clock per client: p50 and p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateway.migrate import upgrade_async
+from tests.support.replicas import Replica, create_client, environment
+from tests.support.server import free_port
+
+SUBSCRIBERS = 1_000
+ROUNDS = 5
+PROTOCOL = "graphql-transport-ws"
+SUBSCRIPTION = """subscription { pointsChanged(member: {customerId: "m-0"}) {
+  memberId transactionId kind delta available pending held tier occurredAt } }"""
+PURCHASE = """mutation Buy($k: String!) { recordPurchase(input: {idempotencyKey: $k,
+  member: {customerId: "m-0"}, orderId: $k, currency: "USD",
+  lines: [{quantity: 1, unitPrice: "10.00"}]}) { userErrors { code } } }"""
+ENROLL = 'mutation { enrollMember(input: {idempotencyKey: "m-0", customerId: "m-0"}) { userErrors { code } } }'  # noqa: E501
+
+# -- the floor: a raw WebSocket push ---------------------------------------------------
+
+_sockets: set[WebSocket] = set()
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def _socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    _sockets.add(websocket)
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        _sockets.discard(websocket)
+
+
+async def _push(request: Request) -> Response:
+    text = (await request.body()).decode()
+
+    async def send_all() -> None:
+        for websocket in tuple(_sockets):
+            await websocket.send_text(text)
+
+    task = asyncio.create_task(send_all())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return Response(str(len(_sockets)))
+
+
+raw_app = Starlette(
+    routes=[WebSocketRoute("/ws", _socket), Route("/push", _push, methods=["POST"])]
+)
+RAW_SERVER = (
+    "import uvicorn, sys; uvicorn.run('bench.live_events:raw_app', host='127.0.0.1', "
+    "port=int(sys.argv[1]), log_level='warning')"
+)
+
+# -- clients -----------------------------------------------------------------------------
+
+
+class Clients:
+    """SUBSCRIBERS connections, each recording when its next message arrived."""
+
+    def __init__(self) -> None:
+        self.sockets: list[ClientConnection] = []
+        self.arrivals: list[float] = []
+        self.texts: list[str] = []
+        self.done = asyncio.Event()
+        self.readers: list[asyncio.Task[None]] = []
+
+    def expect(self) -> None:
+        self.arrivals, self.texts = [], []
+        self.done.clear()
+
+    async def read(self, socket: ClientConnection) -> None:
+        async for message in socket:
+            self.arrivals.append(time.perf_counter())
+            self.texts.append(str(message))
+            if len(self.arrivals) == len(self.sockets):
+                self.done.set()
+
+    def start_reading(self) -> None:
+        self.readers = [asyncio.create_task(self.read(socket)) for socket in self.sockets]
+
+    async def close(self) -> None:
+        for socket in self.sockets:
+            await socket.close()
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+async def _subscribe_all(url: str, token: str) -> Clients:
+    clients = Clients()
+    for n in range(SUBSCRIBERS):
+        socket = await connect(url, subprotocols=[PROTOCOL], open_timeout=30)  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await socket.send(json.dumps(init))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        query = {"query": SUBSCRIPTION}
+        await socket.send(json.dumps({"id": str(n), "type": "subscribe", "payload": query}))
+        clients.sockets.append(socket)
+    await asyncio.sleep(1)  # every subscription registered
+    clients.start_reading()
+    return clients
+
+
+async def _raw_all(url: str) -> Clients:
+    clients = Clients()
+    for _ in range(SUBSCRIBERS):
+        clients.sockets.append(await connect(url, open_timeout=30))
+    clients.start_reading()
+    return clients
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def _report(name: str, seconds: list[float]) -> None:
+    print(f"  {name:<44} {statistics.median(seconds) * 1000:8.1f} ms (median of {ROUNDS})")
+
+
+async def _gateway_rounds(
+    http: aiohttp.ClientSession, base: str, token: str, clients: Clients
+) -> tuple[list[float], list[float], str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    fanouts: list[float] = []
+    latencies: list[float] = []
+    sample = ""
+    for round_ in range(ROUNDS):
+        clients.expect()
+        body = {"query": PURCHASE, "variables": {"k": f"bench-{round_}"}}
+        sent = time.perf_counter()
+        async with http.post(base + "/graphql", json=body, headers=headers) as answer:
+            assert answer.status == 200, await answer.text()
+        await asyncio.wait_for(clients.done.wait(), 60)
+        fanouts.append(max(clients.arrivals) - sent)
+        latencies.extend(arrival - sent for arrival in clients.arrivals)
+        sample = clients.texts[0]
+    return fanouts, latencies, sample
+
+
+async def _raw_rounds(
+    http: aiohttp.ClientSession, base: str, clients: Clients, text: str
+) -> list[float]:
+    fanouts: list[float] = []
+    for _ in range(ROUNDS):
+        clients.expect()
+        sent = time.perf_counter()
+        async with http.post(base + "/push", data=text) as answer:
+            assert int(await answer.text()) == SUBSCRIBERS
+        await asyncio.wait_for(clients.done.wait(), 60)
+        fanouts.append(max(clients.arrivals) - sent)
+    return fanouts
+
+
+async def main() -> None:
+    print(f"R5: one event to {SUBSCRIBERS} subscribers (servers in their own processes)")
+    with tempfile.TemporaryDirectory() as directory:
+        url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
+        await upgrade_async(url)
+        port = free_port()
+        env = environment(
+            database_url=url,
+            issuer=f"http://127.0.0.1:{port}",
+            rate_limit="100000/second",
+            max_subscriptions="5",
+            jobs_interval="3600",
+        )
+        credentials = create_client(env, "acme", "members:read members:write points:write")
+        gateway = Replica("bench-gateway", port, env, Path(directory))
+        raw_port = free_port()
+        raw = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(raw_port)])  # noqa: ASYNC220
+        gateway.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                form = {"grant_type": "client_credentials", **credentials}
+                async with http.post(gateway.url + "/oauth/token", data=form) as answer:
+                    token = (await answer.json())["access_token"]
+                async with http.post(
+                    gateway.url + "/graphql",
+                    json={"query": ENROLL},
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as answer:
+                    assert answer.status == 200
+                subscribed = await _subscribe_all(f"ws://127.0.0.1:{port}/graphql", token)
+                try:
+                    fanouts, latencies, sample = await _gateway_rounds(
+                        http, gateway.url, token, subscribed
+                    )
+                finally:
+                    await subscribed.close()
+                pushed = await _raw_all(f"ws://127.0.0.1:{raw_port}/ws")
+                try:
+                    floor = await _raw_rounds(http, f"http://127.0.0.1:{raw_port}", pushed, sample)
+                finally:
+                    await pushed.close()
+        finally:
+            gateway.stop()
+            raw.terminate()
+            raw.wait(10)
+    _report("raw WebSocket push: push sent → last client", floor)
+    _report("gateway: write sent → last client", fanouts)
+    ratio = statistics.median(floor) / statistics.median(fanouts)
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    print(f"  ratio floor / gateway: {ratio:.2f}x (target >= 0.5x)")
+    print(
+        f"  commit-to-client latency at {SUBSCRIBERS}: "
+        f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+    )
+    print(f"  payload: {len(sample)} bytes: {sample[:120]}...")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
