@@ -25,7 +25,7 @@ from backends.fakes.identity import FakeIdentityProvider
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
-from ledger import repository
+from ledger import write_repository
 from ledger.commands import (
     AdjustPoints,
     Command,
@@ -108,8 +108,8 @@ async def show(database: Database, program_id: str, member_ids: list[int]) -> No
     print(f"{'member':<12}{'available':>10}{'pending':>9}{'held':>6}{'lifetime':>10}  tier")
     async with database.reading() as session:
         for member_id in member_ids:
-            member = await repository.member_by_id(session, program_id, member_id)
-            account = await repository.account(session, member_id)
+            member = await write_repository.member_by_id(session, program_id, member_id)
+            account = await write_repository.account(session, member_id)
             assert member is not None and account is not None
             print(
                 f"{member.customer_id:<12}{account.available:>10}{account.pending:>9}"

@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import book, outbox, repository, rewards, rules
-from ledger.book import Context
+from ledger import outbox, postings, rewards, rules, write_repository
 from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember, member_client_key
 from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
 from ledger.models import Account, Entry, EntryKind, Hold, HoldStatus, Member, Order, Redemption
+from ledger.scope import LedgerScope, find_member
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MAX_TEXT = {"customerId": 255, "email": 320, "name": 200}
@@ -32,8 +32,8 @@ def _check_text(value: str | None, field: str, *, required: bool = False) -> Non
         raise InvalidInput("email is not an email address", [field])
 
 
-def _check_birthday(birthday: date | None, ctx: Context) -> None:
-    if birthday is not None and not date(1900, 1, 1) <= birthday <= ctx.now.date():
+def _check_birthday(birthday: date | None, scope: LedgerScope) -> None:
+    if birthday is not None and not date(1900, 1, 1) <= birthday <= scope.now.date():
         raise InvalidInput("birthday must be a past date after 1900", ["birthday"])
 
 
@@ -41,13 +41,13 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(10))
 
 
-async def enroll(ctx: Context, command: EnrollMember) -> Outcome:
+async def enroll(scope: LedgerScope, command: EnrollMember) -> Outcome:
     _check_text(command.customer_id, "customerId", required=True)
     _check_text(command.email, "email")
     _check_text(command.name, "name")
-    _check_birthday(command.birthday, ctx)
-    existing = await repository.member_by_customer_id(
-        ctx.session, ctx.program_id, command.customer_id
+    _check_birthday(command.birthday, scope)
+    existing = await write_repository.member_by_customer_id(
+        scope.session, scope.program_id, command.customer_id
     )
     if existing is not None:
         raise AlreadyEnrolled(
@@ -55,14 +55,14 @@ async def enroll(ctx: Context, command: EnrollMember) -> Outcome:
         )
     referrer = None
     if command.referral_code is not None:
-        referrer = await _referrer(ctx, command)
+        referrer = await _referrer(scope, command)
     # An explicit enrolment of a forgotten customer is a new start: it is not forgotten
     # any more (purchases naming it find the new member).
-    await repository.unmark_forgotten(
-        ctx.session, ctx.program_id, customer_hash(ctx.program_id, command.customer_id)
+    await write_repository.unmark_forgotten(
+        scope.session, scope.program_id, customer_hash(scope.program_id, command.customer_id)
     )
     member = await enroll_member(
-        ctx,
+        scope,
         customer_id=command.customer_id,
         email=command.email,
         name=command.name,
@@ -72,10 +72,10 @@ async def enroll(ctx: Context, command: EnrollMember) -> Outcome:
     return Outcome(member_id=member.id)
 
 
-async def _referrer(ctx: Context, command: EnrollMember) -> Member:
+async def _referrer(scope: LedgerScope, command: EnrollMember) -> Member:
     assert command.referral_code is not None
-    referrer = await repository.member_by_referral_code(
-        ctx.session, ctx.program_id, command.referral_code
+    referrer = await write_repository.member_by_referral_code(
+        scope.session, scope.program_id, command.referral_code
     )
     if referrer is None:
         raise UnknownMember("no member has this referral code", ["referralCode"])
@@ -86,16 +86,16 @@ async def _referrer(ctx: Context, command: EnrollMember) -> Member:
     )
     if same_email or referrer.customer_id == command.customer_id:
         raise InvalidState("a member cannot refer themselves", ["referralCode"])
-    await book.lock(ctx, referrer.id)  # serializes the monthly count below
-    since = rules.month_start(ctx.now, ctx.program)
-    cap = ctx.program.bonuses.max_referrals_per_month
-    if await repository.referrals_since(ctx.session, referrer.id, since) >= cap:
+    await postings.lock(scope, referrer.id)  # serializes the monthly count below
+    since = rules.month_start(scope.now, scope.program)
+    cap = scope.program.bonuses.max_referrals_per_month
+    if await write_repository.referrals_since(scope.session, referrer.id, since) >= cap:
         raise LimitReached("this referral code reached its monthly limit", ["referralCode"])
     return referrer
 
 
 async def enroll_member(
-    ctx: Context,
+    scope: LedgerScope,
     *,
     customer_id: str,
     email: str | None = None,
@@ -105,47 +105,47 @@ async def enroll_member(
 ) -> Member:
     """Create the member and its account, then credit the signup bonus."""
     member = Member(
-        program_id=ctx.program_id,
+        program_id=scope.program_id,
         customer_id=customer_id,
         email=email,
         name=name,
         birthday=birthday,
         referral_code=new_referral_code(),
         referred_by_id=referred_by.id if referred_by else None,
-        enrolled_at=ctx.now,
+        enrolled_at=scope.now,
     )
     try:
-        async with ctx.session.begin_nested():
-            ctx.session.add(member)
-            await ctx.session.flush()
+        async with scope.session.begin_nested():
+            scope.session.add(member)
+            await scope.session.flush()
     except IntegrityError:
         raise AlreadyEnrolled(
             f"customer {customer_id!r} is already a member", ["customerId"]
         ) from None
     account = Account(
         member_id=member.id,
-        program_id=ctx.program_id,
+        program_id=scope.program_id,
         available=0,
         pending=0,
         held=0,
         lifetime_earned=0,
-        tier=ctx.program.tiers[0].name,
-        updated_at=ctx.now,
+        tier=scope.program.tiers[0].name,
+        updated_at=scope.now,
     )
-    ctx.session.add(account)
-    await ctx.session.flush()
+    scope.session.add(account)
+    await scope.session.flush()
     outbox.record(
-        ctx.session,
-        ctx.program_id,
+        scope.session,
+        scope.program_id,
         "member.enrolled",
         account,
-        ctx.now,
+        scope.now,
         {"customerId": customer_id, "referredBy": str(referred_by.id) if referred_by else None},
     )
-    signup = ctx.program.bonuses.signup
+    signup = scope.program.bonuses.signup
     if signup:
-        entry, _ = await book.credit(
-            ctx,
+        entry, _ = await postings.credit(
+            scope,
             account,
             EntryKind.BONUS,
             signup,
@@ -153,24 +153,24 @@ async def enroll_member(
             reason="Signup bonus",
             dedupe_key=f"signup:{member.id}",
         )
-        outbox.record_entry(ctx.session, entry, account, ctx.now)
+        outbox.record_entry(scope.session, entry, account, scope.now)
     return member
 
 
-async def update(ctx: Context, command: UpdateMember) -> Outcome:
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+async def update(scope: LedgerScope, command: UpdateMember) -> Outcome:
+    member = await find_member(scope, command.member.id, command.member.customer_id)
     _check_text(command.email, "email")
     _check_text(command.name, "name")
-    _check_birthday(command.birthday, ctx)
+    _check_birthday(command.birthday, scope)
     # Account first, then the member row, as every other write does (no deadlock).
-    (account,) = (await book.lock(ctx, member.id)).values()
+    (account,) = (await postings.lock(scope, member.id)).values()
     if command.email is not None:
         member.email = command.email
     if command.name is not None:
         member.name = command.name
     if command.birthday is not None:
         member.birthday = command.birthday
-    outbox.record(ctx.session, ctx.program_id, "member.updated", account, ctx.now, {})
+    outbox.record(scope.session, scope.program_id, "member.updated", account, scope.now, {})
     return Outcome(member_id=member.id)
 
 
@@ -181,13 +181,13 @@ def customer_hash(program_id: str, customer_id: str) -> str:
     return hmac.new(program_id.encode(), customer_id.encode(), hashlib.sha256).hexdigest()
 
 
-async def is_forgotten(ctx: Context, customer_id: str) -> bool:
-    return await repository.is_forgotten(
-        ctx.session, ctx.program_id, customer_hash(ctx.program_id, customer_id)
+async def is_forgotten(scope: LedgerScope, customer_id: str) -> bool:
+    return await write_repository.is_forgotten(
+        scope.session, scope.program_id, customer_hash(scope.program_id, customer_id)
     )
 
 
-async def forget(ctx: Context, command: ForgetMember) -> Outcome:
+async def forget(scope: LedgerScope, command: ForgetMember) -> Outcome:
     """Erase the member's personal data everywhere and close what is open; the ledger's
     amounts stay, keyed by an anonymous id, for the accounts.
 
@@ -196,38 +196,44 @@ async def forget(ctx: Context, command: ForgetMember) -> Outcome:
     captured, used or refunded afterwards. The customer id is kept only as a keyed hash,
     so purchases naming it do not enroll it again on the fly.
     """
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
+    member = await find_member(scope, command.member.id, command.member.customer_id)
     # Lock the account before changing the member row: a new customer_id locks that row
     # against the foreign-key checks of entries that writes holding the account insert.
-    (account,) = (await book.lock(ctx, member.id)).values()
-    for held in await repository.open_holds(ctx.session, member.id):
-        await rewards.release_hold(ctx, held, HoldStatus.RELEASED)
-    for redemption in await repository.issued_redemptions(ctx.session, member.id):
-        await rewards.cancel_redemption(ctx, redemption, account)
-    await repository.erase_adjust_reasons(ctx.session, member.id)
-    for event in await repository.member_events(ctx.session, member.id):
+    (account,) = (await postings.lock(scope, member.id)).values()
+    for held in await write_repository.open_holds(scope.session, member.id):
+        await rewards.release_hold(scope, held, HoldStatus.RELEASED)
+    for redemption in await write_repository.issued_redemptions(scope.session, member.id):
+        # An erasure never fails on the bounds: MAX_BALANCE leaves room for this.
+        await rewards.cancel_redemption(scope, redemption, account, bounded=False)
+    await write_repository.erase_adjust_reasons(scope.session, member.id)
+    for event in await write_repository.member_events(scope.session, member.id):
         event.payload = outbox.erased(event.payload)
-    await repository.delete_idempotency_records(
-        ctx.session, ctx.program_id, member_client_key(member.customer_id)
+    await write_repository.delete_idempotency_records(
+        scope.session, scope.program_id, member_client_key(member.customer_id)
     )
-    await repository.mark_forgotten(
-        ctx.session, ctx.program_id, customer_hash(ctx.program_id, member.customer_id), ctx.now
+    await write_repository.mark_forgotten(
+        scope.session,
+        scope.program_id,
+        customer_hash(scope.program_id, member.customer_id),
+        scope.now,
     )
     member.customer_id = f"forgotten-{member.id}"
     member.email = None
     member.name = None
     member.birthday = None
-    member.forgotten_at = ctx.now
-    outbox.record(ctx.session, ctx.program_id, "member.forgotten", account, ctx.now, {})
+    member.forgotten_at = scope.now
+    outbox.record(scope.session, scope.program_id, "member.forgotten", account, scope.now, {})
     return Outcome(member_id=member.id)
 
 
-async def export(ctx: Context, member_id: int | None, customer_id: str | None) -> dict[str, Any]:
+async def export(
+    scope: LedgerScope, member_id: int | None, customer_id: str | None
+) -> dict[str, Any]:
     """Everything the ledger holds about a member, as plain JSON (a GDPR export)."""
-    member = await book.find_member(ctx, member_id, customer_id)
-    account = await repository.account(ctx.session, member.id)
+    member = await find_member(scope, member_id, customer_id)
+    account = await write_repository.account(scope.session, member.id)
     assert account is not None
-    session = ctx.session
+    session = scope.session
     entries = await session.scalars(
         select(Entry).where(Entry.member_id == member.id).order_by(Entry.id)
     )

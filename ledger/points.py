@@ -8,14 +8,12 @@ from fractions import Fraction
 
 from sqlalchemy.exc import IntegrityError
 
-from ledger import book, outbox, repository, rules
-from ledger.book import Context
+from ledger import outbox, postings, rules, tiers, write_repository
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
     AlreadyEnrolled,
     CurrencyMismatch,
     DuplicateOrder,
-    InsufficientPoints,
     InvalidAmount,
     InvalidInput,
     LimitReached,
@@ -24,23 +22,24 @@ from ledger.errors import (
     UnknownOrder,
 )
 from ledger.members import enroll_member, is_forgotten
-from ledger.models import Account, Entry, EntryKind, EntryStatus, LotStatus, Member, Order
+from ledger.models import Account, Entry, EntryKind, LotStatus, Member, Order
 from ledger.rules import PricedLine
+from ledger.scope import LedgerScope, ensure_not_forgotten, find_member
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_REFERENCE = 255
 
 
-def _occurred(ctx: Context, occurred_at: datetime | None) -> datetime:
+def _occurred(scope: LedgerScope, occurred_at: datetime | None) -> datetime:
     if occurred_at is None:
-        return ctx.now
+        return scope.now
     if occurred_at.tzinfo is None:
         raise InvalidInput("occurredAt needs a UTC offset", ["occurredAt"])
-    if occurred_at > ctx.now + MAX_CLOCK_SKEW:
+    if occurred_at > scope.now + MAX_CLOCK_SKEW:
         raise InvalidInput("occurredAt lies in the future", ["occurredAt"])
     if occurred_at.year < 2000:
         raise InvalidInput("occurredAt is before 2000", ["occurredAt"])
-    backdated = rules.backdate_problem(occurred_at, ctx.now, ctx.program.max_backdate_days)
+    backdated = rules.backdate_problem(occurred_at, scope.now, scope.program.max_backdate_days)
     if backdated:
         raise InvalidInput(backdated, ["occurredAt"])
     return occurred_at
@@ -51,52 +50,52 @@ def _check_id(value: str, field: str) -> None:
         raise InvalidInput(f"{field} must have 1 to {MAX_REFERENCE} characters", [field])
 
 
-async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
+async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcome:
     _check_id(command.order_id, "orderId")
-    if command.currency != ctx.program.currency:
+    if command.currency != scope.program.currency:
         raise CurrencyMismatch(
-            f"this program counts in {ctx.program.currency}, not {command.currency}", ["currency"]
+            f"this program counts in {scope.program.currency}, not {command.currency}", ["currency"]
         )
     problems = rules.line_problems(command.lines)
     if problems:
         field, reason = problems[0]
         raise InvalidAmount(f"{'.'.join(field)}: {reason}", field)
-    occurred = _occurred(ctx, command.occurred_at)
-    priced = rules.price_lines(ctx.program, command.lines, command.channel, occurred)
+    occurred = _occurred(scope, command.occurred_at)
+    priced = rules.price_lines(scope.program, command.lines, command.channel, occurred)
     eligible = rules.eligible_total(priced)
     too_large = rules.order_problem(eligible, 0)
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
-    if await repository.order_by_order_id(ctx.session, ctx.program_id, command.order_id):
+    if await write_repository.order_by_order_id(scope.session, scope.program_id, command.order_id):
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
-    member = await _purchaser(ctx, command)
+    member = await _purchaser(scope, command)
     # A first purchase pays the referrer too: both accounts are locked in one go, in id
     # order like every multi-account lock (the jobs' too), or the two could deadlock.
     # The member's lock serializes its purchases, so "first purchase" is decided once.
     referrer_id = member.referred_by_id
-    if referrer_id is not None and await repository.has_orders(ctx.session, member.id):
+    if referrer_id is not None and await write_repository.has_orders(scope.session, member.id):
         referrer_id = None  # not the first purchase (orders are never deleted)
-    accounts = await book.lock(ctx, member.id, *([referrer_id] if referrer_id else []))
+    accounts = await postings.lock(scope, member.id, *([referrer_id] if referrer_id else []))
     account = accounts[member.id]
-    if referrer_id is not None and await repository.has_orders(ctx.session, member.id):
+    if referrer_id is not None and await write_repository.has_orders(scope.session, member.id):
         referrer_id = None  # a concurrent first purchase committed while we waited
 
-    tier = ctx.program.tier(account.tier)
+    tier = scope.program.tier(account.tier)
     points = rules.purchase_points(
-        priced, ctx.program.earning.points_per_unit, tier.earn_multiplier
+        priced, scope.program.earning.points_per_unit, tier.earn_multiplier
     )
     too_large = rules.order_problem(eligible, points)
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
-    if ctx.program.tiering.basis == "spend":
-        spent = await repository.net_spend_cents(ctx.session, member.id)
+    if scope.program.tiering.basis == "spend":
+        spent = await write_repository.net_spend_cents(scope.session, member.id)
         if spent + eligible * 100 > rules.MAX_LIFETIME * 100:
             raise InvalidAmount(
                 f"a member's net spend may not exceed {rules.MAX_LIFETIME}", ["lines"]
             )
-    pending_until = rules.available_at(occurred, ctx.program.pending_days)
-    entry, lot = await book.credit(
-        ctx,
+    pending_until = rules.available_at(occurred, scope.program.pending_days)
+    entry, lot = await postings.credit(
+        scope,
         account,
         EntryKind.EARN,
         points,
@@ -108,7 +107,7 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
         field=["lines"],
     )
     order = Order(
-        program_id=ctx.program_id,
+        program_id=scope.program_id,
         order_id=command.order_id,
         member_id=member.id,
         currency=command.currency,
@@ -125,51 +124,51 @@ async def record_purchase(ctx: Context, command: RecordPurchase) -> Outcome:
         lot_id=lot.id,
     )
     try:
-        async with ctx.session.begin_nested():
-            ctx.session.add(order)
-            await ctx.session.flush()
+        async with scope.session.begin_nested():
+            scope.session.add(order)
+            await scope.session.flush()
     except IntegrityError:
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"]) from None
-    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    outbox.record_entry(scope.session, entry, account, scope.now)
     if lot.status == LotStatus.AVAILABLE:
-        await book.evaluate_tier(ctx, account)
+        await tiers.evaluate_tier(scope, account)
     if referrer_id is not None:
-        await _referral_bonuses(ctx, member, accounts, referrer_id)
+        await _referral_bonuses(scope, member, accounts, referrer_id)
     return Outcome(member_id=member.id, entry_id=entry.id)
 
 
-async def _purchaser(ctx: Context, command: RecordPurchase) -> Member:
+async def _purchaser(scope: LedgerScope, command: RecordPurchase) -> Member:
     ref = command.member
     try:
-        return await book.find_member(ctx, ref.id, ref.customer_id)
+        return await find_member(scope, ref.id, ref.customer_id)
     except UnknownMember:
-        if ref.customer_id is None or not ctx.program.auto_enroll:
+        if ref.customer_id is None or not scope.program.auto_enroll:
             raise
     _check_id(ref.customer_id, "member.customerId")
-    if await is_forgotten(ctx, ref.customer_id):
+    if await is_forgotten(scope, ref.customer_id):
         raise UnknownMember(
             "this customer was forgotten: enrollMember enrolls them again", ["member"]
         )
     try:
-        return await enroll_member(ctx, customer_id=ref.customer_id)
+        return await enroll_member(scope, customer_id=ref.customer_id)
     except AlreadyEnrolled:
         # A concurrent request enrolled the same customer and committed first.
-        return await book.find_member(ctx, None, ref.customer_id)
+        return await find_member(scope, None, ref.customer_id)
 
 
 async def _referral_bonuses(
-    ctx: Context, member: Member, accounts: dict[int, Account], referrer_id: int
+    scope: LedgerScope, member: Member, accounts: dict[int, Account], referrer_id: int
 ) -> None:
-    bonuses = ctx.program.bonuses
+    bonuses = scope.program.bonuses
     pairs = ((member.id, bonuses.referee, "referee"), (referrer_id, bonuses.referrer, "referrer"))
     for member_id, points, source in pairs:
         if not points or member_id not in accounts:
             continue
         account = accounts[member_id]
-        if not book.credit_fits(ctx, account, points):
+        if not postings.credit_fits(scope, account, points):
             continue  # a bonus never refuses the purchase: a full account forgoes it
-        entry, _ = await book.credit(
-            ctx,
+        entry, _ = await postings.credit(
+            scope,
             account,
             EntryKind.BONUS,
             points,
@@ -177,7 +176,7 @@ async def _referral_bonuses(
             reason=f"Referral bonus ({source})",
             dedupe_key=f"{source}:{member.id}",
         )
-        outbox.record_entry(ctx.session, entry, account, ctx.now)
+        outbox.record_entry(scope.session, entry, account, scope.now)
 
 
 def _line_json(line: PricedLine) -> dict[str, object]:
@@ -203,32 +202,32 @@ def _priced(order: Order) -> list[PricedLine]:
     ]
 
 
-async def record_action(ctx: Context, command: RecordAction) -> Outcome:
-    action = ctx.program.action(command.type)
+async def record_action(scope: LedgerScope, command: RecordAction) -> Outcome:
+    action = scope.program.action(command.type)
     if action is None:
         raise UnknownAction(f"this program has no action {command.type!r}", ["type"])
     if command.reference is not None:
         _check_id(command.reference, "reference")
-    occurred = _occurred(ctx, command.occurred_at)
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
-    account = (await book.lock(ctx, member.id))[member.id]
+    occurred = _occurred(scope, command.occurred_at)
+    member = await find_member(scope, command.member.id, command.member.customer_id)
+    account = (await postings.lock(scope, member.id))[member.id]
     source = f"action:{action.type}"
     dedupe_key = None
     if command.reference is not None:
         dedupe_key = f"{source}:{member.id}:{command.reference}"
-        if await repository.entry_by_dedupe_key(ctx.session, ctx.program_id, dedupe_key):
+        if await write_repository.entry_by_dedupe_key(scope.session, scope.program_id, dedupe_key):
             raise LimitReached("this action was already rewarded", ["reference"])
     if action.per_member is not None:
-        done = await repository.count_action_entries(ctx.session, member.id, source)
+        done = await write_repository.count_action_entries(scope.session, member.id, source)
         if done >= action.per_member:
             raise LimitReached(f"at most {action.per_member} per member", ["type"])
     if action.per_day is not None:
-        day = rules.day_start(occurred, ctx.program)
-        done = await repository.count_action_entries(ctx.session, member.id, source, day)
+        day = rules.day_start(occurred, scope.program)
+        done = await write_repository.count_action_entries(scope.session, member.id, source, day)
         if done >= action.per_day:
             raise LimitReached(f"at most {action.per_day} per day", ["type"])
-    entry, _ = await book.credit(
-        ctx,
+    entry, _ = await postings.credit(
+        scope,
         account,
         EntryKind.BONUS,
         action.points,
@@ -237,20 +236,20 @@ async def record_action(ctx: Context, command: RecordAction) -> Outcome:
         reason=source,
         dedupe_key=dedupe_key,
     )
-    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    outbox.record_entry(scope.session, entry, account, scope.now)
     return Outcome(member_id=member.id, entry_id=entry.id)
 
 
-async def refund(ctx: Context, command: RefundPurchase) -> Outcome:
+async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
     """Reverse the order's points in proportion to what is refunded (DESIGN §3)."""
     if (command.amount is None) == (command.lines is None):
         raise InvalidInput("give exactly one of amount and lines", ["amount"])
-    order = await repository.order_by_order_id(
-        ctx.session, ctx.program_id, command.order_id, lock=True
+    order = await write_repository.order_by_order_id(
+        scope.session, scope.program_id, command.order_id, lock=True
     )
     if order is None:
         raise UnknownOrder(f"no order {command.order_id!r} in this program", ["orderId"])
-    await book.ensure_not_forgotten(ctx, order.member_id, ["orderId"])
+    await ensure_not_forgotten(scope, order.member_id, ["orderId"])
     priced = _priced(order)
     refunded = list(order.refunded_quantities)
     refunded_amount = order.refunded_amount
@@ -276,30 +275,16 @@ async def refund(ctx: Context, command: RefundPurchase) -> Outcome:
     weight = rules.refund_weight(priced, refunded, refunded_amount)
     due_total = rules.total_reversal(order.points, weight, rules.weighted_total(priced))
     due = due_total - order.reversed
-    account = (await book.lock(ctx, order.member_id))[order.member_id]
-    lot = await repository.lot(ctx.session, order.lot_id)
+    account = (await postings.lock(scope, order.member_id))[order.member_id]
+    lot = await write_repository.lot(scope.session, order.lot_id)
     assert lot is not None
-    if lot.status == LotStatus.PENDING:
-        taken = due
-        lot.remaining -= taken
-        account.pending -= taken
-        status = EntryStatus.PENDING
-    else:
-        taken = min(due, max(account.available, 0))
-        await book.debit(ctx, account, taken, first=lot)
-        account.lifetime_earned -= taken
-        status = EntryStatus.AVAILABLE
-    entry = await book.add_entry(
-        ctx,
+    entry = await postings.reverse(
+        scope,
         account,
-        EntryKind.REFUND,
-        -taken,
-        "refund",
-        status=status,
+        lot,
+        due,
         order_id=order.order_id,
         reason=f"Refund of {order.order_id}",
-        lot_id=lot.id,
-        details={"due": due, "unrecovered": due - taken},
     )
     order.reversed = due_total
     order.refunded_quantities = refunded
@@ -308,21 +293,21 @@ async def refund(ctx: Context, command: RefundPurchase) -> Outcome:
         refunded_eligible.denominator
     )
     order.net_spend_cents = int((rules.eligible_total(priced) - refunded_eligible) * 100)
-    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    outbox.record_entry(scope.session, entry, account, scope.now)
     return Outcome(member_id=order.member_id, entry_id=entry.id)
 
 
-async def adjust(ctx: Context, command: AdjustPoints) -> Outcome:
+async def adjust(scope: LedgerScope, command: AdjustPoints) -> Outcome:
     if command.points == 0 or abs(command.points) > rules.MAX_POINTS:
         raise InvalidAmount(f"points must be non-zero and at most {rules.MAX_POINTS}", ["points"])
     if not command.reason.strip() or len(command.reason) > 500:
         raise InvalidInput("a reason of 1 to 500 characters is required", ["reason"])
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
-    account = (await book.lock(ctx, member.id))[member.id]
+    member = await find_member(scope, command.member.id, command.member.customer_id)
+    account = (await postings.lock(scope, member.id))[member.id]
     entry: Entry
     if command.points > 0:
-        entry, _ = await book.credit(
-            ctx,
+        entry, _ = await postings.credit(
+            scope,
             account,
             EntryKind.ADJUST,
             command.points,
@@ -332,15 +317,15 @@ async def adjust(ctx: Context, command: AdjustPoints) -> Outcome:
             field=["points"],
         )
     else:
-        points = -command.points
-        if account.available < points and not command.allow_negative_balance:
-            raise InsufficientPoints(
-                f"{account.available} points available, {points} asked", ["points"]
-            )
-        book.check_balances(rules.debited(book.balances(account), points), ["points"])
-        await book.debit(ctx, account, points, allow_negative=command.allow_negative_balance)
-        entry = await book.add_entry(
-            ctx, account, EntryKind.ADJUST, command.points, "adjust", reason=command.reason
+        entry, _ = await postings.debit(
+            scope,
+            account,
+            EntryKind.ADJUST,
+            -command.points,
+            "adjust",
+            reason=command.reason,
+            allow_negative=command.allow_negative_balance,
+            field=["points"],
         )
-    outbox.record_entry(ctx.session, entry, account, ctx.now)
+    outbox.record_entry(scope.session, entry, account, scope.now)
     return Outcome(member_id=member.id, entry_id=entry.id)

@@ -6,8 +6,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from ledger import book, outbox, repository, rules
-from ledger.book import Context
+from ledger import outbox, postings, rules, write_repository
 from ledger.commands import (
     CancelRedemption,
     CapturePoints,
@@ -40,6 +39,7 @@ from ledger.models import (
     Reward,
 )
 from ledger.program import Program, Tier
+from ledger.scope import LedgerScope, ensure_not_forgotten, find_member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -50,13 +50,13 @@ def redemption_code() -> str:
     return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
 
 
-async def seed_rewards(ctx: Context) -> None:
+async def seed_rewards(scope: LedgerScope) -> None:
     """Insert the program file's rewards that the catalog does not have yet."""
-    for seed in ctx.program.rewards:
-        if await repository.reward(ctx.session, ctx.program_id, seed.id) is None:
-            ctx.session.add(
+    for seed in scope.program.rewards:
+        if await write_repository.reward(scope.session, scope.program_id, seed.id) is None:
+            scope.session.add(
                 Reward(
-                    program_id=ctx.program_id,
+                    program_id=scope.program_id,
                     id=seed.id,
                     name=seed.name,
                     cost=seed.cost,
@@ -64,11 +64,11 @@ async def seed_rewards(ctx: Context) -> None:
                     stock=seed.stock,
                     per_member_limit=seed.per_member_limit,
                     active=True,
-                    created_at=ctx.now,
-                    updated_at=ctx.now,
+                    created_at=scope.now,
+                    updated_at=scope.now,
                 )
             )
-    await ctx.session.flush()
+    await scope.session.flush()
 
 
 def _check_reward(program: Program, command: UpsertReward) -> None:
@@ -86,227 +86,225 @@ def _check_reward(program: Program, command: UpsertReward) -> None:
         raise InvalidAmount("perMemberLimit must be positive", ["perMemberLimit"])
 
 
-async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
-    _check_reward(ctx.program, command)
-    reward = await repository.reward(ctx.session, ctx.program_id, command.id)
+async def upsert_reward(scope: LedgerScope, command: UpsertReward) -> Reward:
+    _check_reward(scope.program, command)
+    reward = await write_repository.reward(scope.session, scope.program_id, command.id)
     if reward is None:
-        reward = Reward(program_id=ctx.program_id, id=command.id, created_at=ctx.now)
-        ctx.session.add(reward)
+        reward = Reward(program_id=scope.program_id, id=command.id, created_at=scope.now)
+        scope.session.add(reward)
     reward.name = command.name
     reward.cost = command.cost
     reward.min_tier = command.min_tier
     reward.stock = command.stock
     reward.per_member_limit = command.per_member_limit
     reward.active = command.active
-    reward.updated_at = ctx.now
-    await ctx.session.flush()
+    reward.updated_at = scope.now
+    await scope.session.flush()
     return reward
 
 
-async def redeem(ctx: Context, command: RedeemReward) -> Outcome:
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
-    reward = await repository.reward(ctx.session, ctx.program_id, command.reward_id)
+async def redeem(scope: LedgerScope, command: RedeemReward) -> Outcome:
+    member = await find_member(scope, command.member.id, command.member.customer_id)
+    reward = await write_repository.reward(scope.session, scope.program_id, command.reward_id)
     if reward is None or not reward.active:
         raise UnknownReward(f"no reward {command.reward_id!r} in this program", ["rewardId"])
-    account = (await book.lock(ctx, member.id))[member.id]
-    tiers = ctx.program.tiers
+    account = (await postings.lock(scope, member.id))[member.id]
+    tiers = scope.program.tiers
     if reward.min_tier is not None and rules.tier_rank(tiers, account.tier) < rules.tier_rank(
         tiers, reward.min_tier
     ):
         raise TierRequired(f"{reward.name} needs tier {reward.min_tier}", ["rewardId"])
     if reward.per_member_limit is not None:
-        taken = await repository.active_redemptions(ctx.session, member.id, reward.id)
+        taken = await write_repository.active_redemptions(scope.session, member.id, reward.id)
         if taken >= reward.per_member_limit:
             raise LimitReached(f"at most {reward.per_member_limit} per member", ["rewardId"])
     if account.available < reward.cost:
         raise InsufficientPoints(
             f"{reward.name} costs {reward.cost}; {account.available} available", ["rewardId"]
         )
-    if reward.stock is not None and not await repository.take_stock(
-        ctx.session, ctx.program_id, reward.id
+    if reward.stock is not None and not await write_repository.take_stock(
+        scope.session, scope.program_id, reward.id
     ):
         raise OutOfStock(f"{reward.name} is out of stock", ["rewardId"])
-    allocations = await book.debit(ctx, account, reward.cost)
-    entry = await book.add_entry(
-        ctx, account, EntryKind.REDEEM, -reward.cost, "redemption", reason=f"Reward {reward.name}"
+    entry, allocations = await postings.debit(
+        scope, account, EntryKind.REDEEM, reward.cost, "redemption", reason=f"Reward {reward.name}"
     )
     redemption = Redemption(
-        program_id=ctx.program_id,
+        program_id=scope.program_id,
         member_id=member.id,
         reward_id=reward.id,
         points=reward.cost,
         code=redemption_code(),
         status=RedemptionStatus.ISSUED,
-        created_at=ctx.now,
+        created_at=scope.now,
         entry_id=entry.id,
         allocations=allocations,
     )
-    ctx.session.add(redemption)
-    await ctx.session.flush()
+    scope.session.add(redemption)
+    await scope.session.flush()
     outbox.record_entry(
-        ctx.session,
+        scope.session,
         entry,
         account,
-        ctx.now,
+        scope.now,
         type_="reward.redeemed",
         extra={"rewardId": reward.id, "redemptionId": str(redemption.id)},
     )
     return Outcome(member_id=member.id, entry_id=entry.id, redemption_id=redemption.id)
 
 
-async def use(ctx: Context, command: UseRedemption) -> Outcome:
-    redemption = await repository.redemption(ctx.session, ctx.program_id, code=command.code)
+async def use(scope: LedgerScope, command: UseRedemption) -> Outcome:
+    redemption = await write_repository.redemption(
+        scope.session, scope.program_id, code=command.code
+    )
     if redemption is None:
         raise UnknownRedemption("no redemption has this code", ["code"])
-    await book.ensure_not_forgotten(ctx, redemption.member_id, ["code"])
+    await ensure_not_forgotten(scope, redemption.member_id, ["code"])
     if redemption.status != RedemptionStatus.ISSUED:
         raise InvalidState(f"the redemption is {redemption.status}", ["code"])
     redemption.status = RedemptionStatus.USED
-    redemption.used_at = ctx.now
+    redemption.used_at = scope.now
     redemption.used_order_id = command.order_id
-    account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
+    account = (await postings.lock(scope, redemption.member_id))[redemption.member_id]
     outbox.record(
-        ctx.session,
-        ctx.program_id,
+        scope.session,
+        scope.program_id,
         "redemption.used",
         account,
-        ctx.now,
+        scope.now,
         {"redemptionId": str(redemption.id), "orderId": command.order_id},
     )
     return Outcome(member_id=redemption.member_id, redemption_id=redemption.id)
 
 
-async def cancel(ctx: Context, command: CancelRedemption) -> Outcome:
-    redemption = await repository.redemption(
-        ctx.session, ctx.program_id, redemption_id=command.redemption_id
+async def cancel(scope: LedgerScope, command: CancelRedemption) -> Outcome:
+    redemption = await write_repository.redemption(
+        scope.session, scope.program_id, redemption_id=command.redemption_id
     )
     if redemption is None:
         raise UnknownRedemption("no such redemption", ["redemptionId"])
-    await book.ensure_not_forgotten(ctx, redemption.member_id, ["redemptionId"])
+    await ensure_not_forgotten(scope, redemption.member_id, ["redemptionId"])
     if redemption.status != RedemptionStatus.ISSUED:
         raise InvalidState(f"the redemption is {redemption.status}", ["redemptionId"])
-    account = (await book.lock(ctx, redemption.member_id))[redemption.member_id]
-    book.check_balances(
-        rules.credited(book.balances(account), redemption.points, pending=False, earned=False),
-        ["redemptionId"],
-    )
-    entry_id = await cancel_redemption(ctx, redemption, account)
+    account = (await postings.lock(scope, redemption.member_id))[redemption.member_id]
+    entry_id = await cancel_redemption(scope, redemption, account, field=["redemptionId"])
     return Outcome(member_id=redemption.member_id, entry_id=entry_id, redemption_id=redemption.id)
 
 
-async def cancel_redemption(ctx: Context, redemption: Redemption, account: Account) -> int:
-    """Return an issued redemption's points and stock; the CANCEL entry's id."""
-    await book.restore(ctx, account, redemption.allocations)
-    entry = await book.add_entry(
-        ctx,
+async def cancel_redemption(
+    scope: LedgerScope,
+    redemption: Redemption,
+    account: Account,
+    *,
+    bounded: bool = True,
+    field: Sequence[str] | None = None,
+) -> int:
+    """Return an issued redemption's points and stock; the CANCEL entry's id.
+    `bounded`: refuse a return beyond the balance bounds (an erasure does not)."""
+    entry = await postings.cancel(
+        scope,
         account,
-        EntryKind.CANCEL,
         redemption.points,
-        "redemption",
+        redemption.allocations,
         reason=f"Cancelled redemption {redemption.id}",
+        bounded=bounded,
+        field=field,
     )
-    await repository.return_stock(ctx.session, ctx.program_id, redemption.reward_id)
+    await write_repository.return_stock(scope.session, scope.program_id, redemption.reward_id)
     redemption.status = RedemptionStatus.CANCELLED
-    redemption.cancelled_at = ctx.now
+    redemption.cancelled_at = scope.now
     outbox.record_entry(
-        ctx.session, entry, account, ctx.now, extra={"redemptionId": str(redemption.id)}
+        scope.session, entry, account, scope.now, extra={"redemptionId": str(redemption.id)}
     )
     return entry.id
 
 
-async def hold(ctx: Context, command: HoldPoints) -> Outcome:
+async def hold(scope: LedgerScope, command: HoldPoints) -> Outcome:
     if not 0 < command.points <= rules.MAX_POINTS:
         raise InvalidAmount(f"points must be between 1 and {rules.MAX_POINTS}", ["points"])
     if not command.order_id.strip() or len(command.order_id) > 255:
         raise InvalidInput("orderId must have 1 to 255 characters", ["orderId"])
-    member = await book.find_member(ctx, command.member.id, command.member.customer_id)
-    account = (await book.lock(ctx, member.id))[member.id]
-    if account.available < command.points:
-        raise InsufficientPoints(
-            f"{account.available} points available, {command.points} asked", ["points"]
-        )
-    allocations = await book.debit(ctx, account, command.points)
-    account.held += command.points
+    member = await find_member(scope, command.member.id, command.member.customer_id)
+    account = (await postings.lock(scope, member.id))[member.id]
+    allocations = await postings.hold(scope, account, command.points, field=["points"])
     held = Hold(
-        program_id=ctx.program_id,
+        program_id=scope.program_id,
         member_id=member.id,
         order_id=command.order_id,
         points=command.points,
-        discount=rules.hold_discount(command.points, ctx.program.point_value),
+        discount=rules.hold_discount(command.points, scope.program.point_value),
         status=HoldStatus.HELD,
-        created_at=ctx.now,
-        expires_at=ctx.now + timedelta(minutes=ctx.program.hold_minutes),
+        created_at=scope.now,
+        expires_at=scope.now + timedelta(minutes=scope.program.hold_minutes),
         allocations=allocations,
     )
-    ctx.session.add(held)
-    await ctx.session.flush()
-    _hold_event(ctx, "points.held", held, account)
+    scope.session.add(held)
+    await scope.session.flush()
+    _hold_event(scope, "points.held", held, account)
     return Outcome(member_id=member.id, hold_id=held.id)
 
 
-def _hold_event(ctx: Context, type_: str, held: Hold, account: Account) -> None:
+def _hold_event(scope: LedgerScope, type_: str, held: Hold, account: Account) -> None:
     outbox.record(
-        ctx.session,
-        ctx.program_id,
+        scope.session,
+        scope.program_id,
         type_,
         account,
-        ctx.now,
+        scope.now,
         {"holdId": str(held.id), "orderId": held.order_id, "points": held.points},
     )
 
 
-async def _open_hold(ctx: Context, hold_id: int, owner: str | None = None) -> Hold:
+async def _open_hold(scope: LedgerScope, hold_id: int, owner: str | None = None) -> Hold:
     """The hold to resolve. With `owner` (a member's own request), a hold of anyone else
     is answered exactly as one that does not exist: same code, same message."""
-    held = await repository.hold(ctx.session, ctx.program_id, hold_id)
+    held = await write_repository.hold(scope.session, scope.program_id, hold_id)
     if held is not None and owner is not None:
-        member = await repository.member_by_customer_id(ctx.session, ctx.program_id, owner)
+        member = await write_repository.member_by_customer_id(
+            scope.session, scope.program_id, owner
+        )
         if member is None or member.id != held.member_id:
             held = None
     if held is None:
         raise UnknownHold("no such hold", ["holdId"])
-    await book.ensure_not_forgotten(ctx, held.member_id, ["holdId"])
+    await ensure_not_forgotten(scope, held.member_id, ["holdId"])
     if held.status != HoldStatus.HELD:
         raise InvalidState(f"the hold is {held.status}", ["holdId"])
-    if held.expires_at <= ctx.now:
+    if held.expires_at <= scope.now:
         raise InvalidState("the hold expired", ["holdId"])
     return held
 
 
-async def capture(ctx: Context, command: CapturePoints) -> Outcome:
-    held = await _open_hold(ctx, command.hold_id)
-    account = (await book.lock(ctx, held.member_id))[held.member_id]
-    account.held -= held.points
-    entry = await book.add_entry(
-        ctx,
+async def capture(scope: LedgerScope, command: CapturePoints) -> Outcome:
+    held = await _open_hold(scope, command.hold_id)
+    account = (await postings.lock(scope, held.member_id))[held.member_id]
+    entry = await postings.capture(
+        scope,
         account,
-        EntryKind.REDEEM,
-        -held.points,
-        "hold",
+        held.points,
         order_id=held.order_id,
         reason=f"Checkout discount on {held.order_id}",
     )
     held.status = HoldStatus.CAPTURED
-    held.resolved_at = ctx.now
+    held.resolved_at = scope.now
     held.entry_id = entry.id
-    outbox.record_entry(ctx.session, entry, account, ctx.now, extra={"holdId": str(held.id)})
+    outbox.record_entry(scope.session, entry, account, scope.now, extra={"holdId": str(held.id)})
     return Outcome(member_id=held.member_id, entry_id=entry.id, hold_id=held.id)
 
 
-async def release(ctx: Context, command: ReleasePoints) -> Outcome:
-    held = await _open_hold(ctx, command.hold_id, command.owner)
-    await release_hold(ctx, held, HoldStatus.RELEASED)
+async def release(scope: LedgerScope, command: ReleasePoints) -> Outcome:
+    held = await _open_hold(scope, command.hold_id, command.owner)
+    await release_hold(scope, held, HoldStatus.RELEASED)
     return Outcome(member_id=held.member_id, hold_id=held.id)
 
 
-async def release_hold(ctx: Context, held: Hold, status: HoldStatus) -> None:
+async def release_hold(scope: LedgerScope, held: Hold, status: HoldStatus) -> None:
     """Give a hold's points back (released by the caller, or expired by the jobs)."""
-    account = (await book.lock(ctx, held.member_id))[held.member_id]
-    account.held -= held.points
-    await book.restore(ctx, account, held.allocations)
+    account = (await postings.lock(scope, held.member_id))[held.member_id]
+    await postings.release_hold(scope, account, held.points, held.allocations)
     held.status = status
-    held.resolved_at = ctx.now
-    _hold_event(ctx, "points.released", held, account)
+    held.resolved_at = scope.now
+    _hold_event(scope, "points.released", held, account)
 
 
 def redeemable_now(

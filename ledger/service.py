@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import jobs, members, points, repository, rewards
-from ledger.book import Context
+from ledger import jobs, members, points, rewards, write_repository
 from ledger.commands import (
     MAX_BATCH,
     AdjustPoints,
@@ -42,10 +41,11 @@ from ledger.commands import (
 from ledger.errors import IdempotencyConflict, InvalidInput, LedgerError, UnknownMember
 from ledger.models import IdempotencyRecord, Reward
 from ledger.program import Program
+from ledger.scope import LedgerScope
 
 MAX_KEY = 255
 C = TypeVar("C")
-Handler = Callable[[Context, Any], Awaitable[Outcome]]
+Handler = Callable[[LedgerScope, Any], Awaitable[Outcome]]
 
 HANDLERS: dict[type[Any], Handler] = {
     EnrollMember: members.enroll,
@@ -87,14 +87,14 @@ class LoyaltyService:
         except KeyError:
             raise UnknownProgram(program_id) from None
 
-    def context(self, session: AsyncSession, program_id: str) -> Context:
-        return Context(session, self.program(program_id), self.clock())
+    def scope(self, session: AsyncSession, program_id: str) -> LedgerScope:
+        return LedgerScope(session, self.program(program_id), self.clock())
 
     async def execute(
         self, session: AsyncSession, program_id: str, client_id: str, command: Command
     ) -> Outcome:
         """Run one command exactly once per idempotency key. Flushes, never commits."""
-        ctx = self.context(session, program_id)
+        scope = self.scope(session, program_id)
         unstorable = unstorable_text(command)
         if unstorable:
             field, reason = unstorable
@@ -103,12 +103,12 @@ class LoyaltyService:
         if not key or len(key) > MAX_KEY:
             return _refused(InvalidInput("idempotencyKey must have 1 to 255 characters"))
         request_hash = fingerprint(command)
-        record = await self._claim(ctx, client_id, key, type(command).__name__, request_hash)
+        record = await self._claim(scope, client_id, key, type(command).__name__, request_hash)
         if isinstance(record, Outcome):
             return record
         try:
             async with session.begin_nested():
-                outcome = await HANDLERS[type(command)](ctx, command)
+                outcome = await HANDLERS[type(command)](scope, command)
         except LedgerError as error:
             outcome = _refused(error)
             if not error.kept:
@@ -132,32 +132,34 @@ class LoyaltyService:
         return [await self.execute(session, program_id, client_id, cmd) for cmd in commands]
 
     async def _claim(
-        self, ctx: Context, client_id: str, key: str, operation: str, request_hash: str
+        self, scope: LedgerScope, client_id: str, key: str, operation: str, request_hash: str
     ) -> IdempotencyRecord | Outcome:
         """Insert the key, or return the outcome stored under it.
 
         On PostgreSQL a concurrent first run holds the key's row uncommitted; the insert
         here waits for it, then fails, and the committed outcome is read and replayed.
         """
-        stored = await repository.idempotency_record(ctx.session, ctx.program_id, client_id, key)
+        stored = await write_repository.idempotency_record(
+            scope.session, scope.program_id, client_id, key
+        )
         if stored is None:
             record = IdempotencyRecord(
-                program_id=ctx.program_id,
+                program_id=scope.program_id,
                 client_id=client_id,
                 key=key,
                 operation=operation,
                 request_hash=request_hash,
                 response={},
-                created_at=ctx.now,
+                created_at=scope.now,
             )
             try:
-                async with ctx.session.begin_nested():
-                    ctx.session.add(record)
-                    await ctx.session.flush()
+                async with scope.session.begin_nested():
+                    scope.session.add(record)
+                    await scope.session.flush()
                 return record
             except IntegrityError:
-                stored = await repository.idempotency_record(
-                    ctx.session, ctx.program_id, client_id, key
+                stored = await write_repository.idempotency_record(
+                    scope.session, scope.program_id, client_id, key
                 )
         if stored is None or not stored.response:
             return _refused(IdempotencyConflict("this key is in use by a request still running"))
@@ -174,10 +176,10 @@ class LoyaltyService:
         if unstorable:
             field, reason = unstorable
             raise InvalidInput(f"{'.'.join(field)} {reason}", field)
-        return await rewards.upsert_reward(self.context(session, program_id), command)
+        return await rewards.upsert_reward(self.scope(session, program_id), command)
 
     async def seed_rewards(self, session: AsyncSession, program_id: str) -> None:
-        await rewards.seed_rewards(self.context(session, program_id))
+        await rewards.seed_rewards(self.scope(session, program_id))
 
     async def export_member(
         self,
@@ -188,15 +190,15 @@ class LoyaltyService:
     ) -> dict[str, Any]:
         if customer_id is not None and unstorable_text(customer_id):
             raise UnknownMember("no such member in this program", ["member"])
-        return await members.export(self.context(session, program_id), member_id, customer_id)
+        return await members.export(self.scope(session, program_id), member_id, customer_id)
 
     async def run_jobs(
         self, session: AsyncSession, program_id: str, now: datetime | None = None
     ) -> jobs.JobReport:
-        ctx = self.context(session, program_id)
+        scope = self.scope(session, program_id)
         if now is not None:
-            ctx.now = now
-        return await jobs.run_jobs(ctx)
+            scope.now = now
+        return await jobs.run_jobs(scope)
 
 
 def _refused(error: LedgerError) -> Outcome:

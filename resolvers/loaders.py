@@ -14,11 +14,11 @@ from typing import Any, Generic, TypeVar
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import book, queries, rules
-from ledger.book import Context as LedgerContext
+from ledger import read_repository, rules, tiers
 from ledger.db import Database
 from ledger.models import Account, Entry, EntryKind, Hold, Member, Redemption, Reward
 from ledger.program import Program
+from ledger.scope import LedgerScope
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -94,53 +94,55 @@ class Loaders:
             return BatchLoader(reader, fetch, default)
 
         self.member_by_id: DataLoader[int, Member | None] = loader(
-            lambda s, ids: queries.members_by_ids(s, pid, ids)
+            lambda s, ids: read_repository.members_by_ids(s, pid, ids)
         )
         self.any_member_by_id: DataLoader[int, Member | None] = loader(
-            lambda s, ids: queries.members_by_ids(s, pid, ids, forgotten=True)
+            lambda s, ids: read_repository.members_by_ids(s, pid, ids, forgotten=True)
         )
         self.member_by_customer_id: DataLoader[str, Member | None] = loader(
-            lambda s, ids: queries.members_by_customer_ids(s, pid, ids)
+            lambda s, ids: read_repository.members_by_customer_ids(s, pid, ids)
         )
         self.account_by_member_id: DataLoader[int, Account | None] = loader(
-            lambda s, ids: queries.accounts_by_member_ids(s, pid, ids)
+            lambda s, ids: read_repository.accounts_by_member_ids(s, pid, ids)
         )
         self.qualifying_value: DataLoader[int, int] = loader(self._qualifying, 0)
         self.expiring_points: DataLoader[int, list[tuple[datetime, int]]] = loader(
-            lambda s, ids: queries.expiring_points(s, ids, self.now, self.now + EXPIRING_WITHIN),
+            lambda s, ids: read_repository.expiring_points(
+                s, ids, self.now, self.now + EXPIRING_WITHIN
+            ),
             [],
         )
         self.redemption_counts: DataLoader[int, dict[str, int]] = loader(
-            lambda s, ids: queries.redemption_counts(s, ids), {}
+            lambda s, ids: read_repository.redemption_counts(s, ids), {}
         )
         self.transactions: DataLoader[PageKey, list[Entry]] = loader(self._transactions, [])
         self.redemptions: DataLoader[PageKey, list[Redemption]] = loader(self._redemptions, [])
         self.reward_by_id: DataLoader[str, Reward | None] = loader(
-            lambda s, ids: queries.rewards_by_ids(s, pid, ids)
+            lambda s, ids: read_repository.rewards_by_ids(s, pid, ids)
         )
         self.entry_by_id: DataLoader[int, Entry | None] = loader(
-            lambda s, ids: queries.by_ids(s, Entry, pid, ids)
+            lambda s, ids: read_repository.by_ids(s, Entry, pid, ids)
         )
         self.hold_by_id: DataLoader[int, Hold | None] = loader(
-            lambda s, ids: queries.by_ids(s, Hold, pid, ids)
+            lambda s, ids: read_repository.by_ids(s, Hold, pid, ids)
         )
         self.redemption_by_id: DataLoader[int, Redemption | None] = loader(
-            lambda s, ids: queries.by_ids(s, Redemption, pid, ids)
+            lambda s, ids: read_repository.by_ids(s, Redemption, pid, ids)
         )
         self.active_rewards: DataLoader[str, list[Reward]] = loader(self._active_rewards, [])
 
     async def _qualifying(self, session: Any, member_ids: list[int]) -> dict[int, int]:
-        ctx = LedgerContext(session, self.program, self.now)
-        return await book.qualifying_value(ctx, member_ids)
+        scope = LedgerScope(session, self.program, self.now)
+        return await tiers.qualifying_value(scope, member_ids)
 
     async def _active_rewards(self, session: Any, keys: list[str]) -> dict[str, list[Reward]]:
-        rewards = await queries.active_rewards(session, self.program.id)
+        rewards = await read_repository.active_rewards(session, self.program.id)
         return {key: rewards for key in keys}
 
     async def _transactions(self, session: Any, keys: list[PageKey]) -> dict[PageKey, list[Entry]]:
         found: dict[PageKey, list[Entry]] = {}
         for (before, limit, kinds), group in _grouped(keys).items():
-            pages = await queries.transaction_pages(
+            pages = await read_repository.transaction_pages(
                 session, self.program.id, [key.member_id for key in group], kinds, before, limit
             )
             found.update({key: pages.get(key.member_id, []) for key in group})
@@ -151,7 +153,7 @@ class Loaders:
     ) -> dict[PageKey, list[Redemption]]:
         found: dict[PageKey, list[Redemption]] = {}
         for (before, limit, _), group in _grouped(keys).items():
-            pages = await queries.redemption_pages(
+            pages = await read_repository.redemption_pages(
                 session, self.program.id, [key.member_id for key in group], before, limit
             )
             found.update({key: pages.get(key.member_id, []) for key in group})

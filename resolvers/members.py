@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from auth import scopes
 from auth.principals import Partner, Shopper
-from ledger import queries, rules
+from ledger import read_repository, rules
 from ledger.commands import MemberRef
 from ledger.models import Member
 from resolvers import pagination
@@ -91,6 +91,8 @@ async def members_page(
     if tier is not None and rules.text_problem(tier):
         return pagination.page("member", [], size)  # names no tier: no member has it
     rows = await ctx.reader.run(
-        lambda session: queries.members_page(session, ctx.program_id, tier, after_id, size + 1)
+        lambda session: read_repository.members_page(
+            session, ctx.program_id, tier, after_id, size + 1
+        )
     )
     return pagination.page("member", rows, size)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from ledger import queries
+from ledger import read_repository
 from ledger.errors import UnknownMember
-from ledger.queries import ProgramStats
+from ledger.read_repository import ProgramStats
 from resolvers.context import Context
 from resolvers.errors import UNKNOWN_MEMBER, ApiError
 from resolvers.members import Reference, target
@@ -17,7 +17,9 @@ ACTIVE_WITHIN = timedelta(days=30)
 
 async def stats(ctx: Context) -> ProgramStats:
     since = ctx.clock() - ACTIVE_WITHIN
-    return await ctx.reader.run(lambda session: queries.program_stats(session, ctx.program, since))
+    return await ctx.reader.run(
+        lambda session: read_repository.program_stats(session, ctx.program, since)
+    )
 
 
 async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auth.principals import Shopper
-from ledger import queries
+from ledger import read_repository
 from ledger.models import Member, Redemption, Reward
 from ledger.rewards import redeemable_now
 from resolvers import pagination
@@ -19,7 +19,7 @@ async def rewards_page(
     size = pagination.page_size(first)
     after_id = pagination.decode("reward", after)
     rows = await ctx.reader.run(
-        lambda session: queries.rewards_page(session, ctx.program_id, after_id, size + 1)
+        lambda session: read_repository.rewards_page(session, ctx.program_id, after_id, size + 1)
     )
     return pagination.page("reward", rows, size)
 
