@@ -19,11 +19,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from events.bus import BrokerUnavailable, Bus, Event
+from ledger import write_repository
 from ledger.db import Database
 from ledger.models import OutboxEvent
 
@@ -68,24 +69,14 @@ class OutboxRelay:
                 return total
 
     async def _publish_batch(self) -> int:
-        claim = (
-            select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))
-            .order_by(OutboxEvent.id)
-            .limit(self.batch)
-        )
-        if not self.database.is_sqlite:
-            claim = claim.with_for_update(skip_locked=True)
         async with self.database.transaction() as session:
-            rows = list((await session.scalars(claim)).all())
+            rows = await write_repository.claim_unpublished(
+                session, self.batch, skip_locked=not self.database.is_sqlite
+            )
             if not rows:
                 return 0
             await self.bus.publish([event_of(row) for row in rows])
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))
-                .values(published_at=self.clock())
-            )
+            await write_repository.mark_published(session, [row.id for row in rows], self.clock())
         return len(rows)
 
     # -- running inside the server ---------------------------------------------------

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 import aiohttp
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -48,8 +47,8 @@ async def readyz(request: Request) -> Response:
     """The database answers, within READY_TIMEOUT seconds."""
     database: Database = request.app.state.database
     try:
-        async with asyncio.timeout(READY_TIMEOUT), database.reading() as session:
-            await session.execute(text("SELECT 1"))
+        async with asyncio.timeout(READY_TIMEOUT):
+            await database.ping()
     except (OSError, SQLAlchemyError):  # TimeoutError among the OSErrors
         return JSONResponse(
             {"status": "database unreachable"}, status_code=503, headers=unavailable.HEADERS

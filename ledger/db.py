@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -155,6 +155,11 @@ class Database:
         async with self.sessions() as session:
             await session.connection(execution_options=options)
             yield session
+
+    async def ping(self) -> None:
+        """One round trip to the database (readiness); raises what the driver raises."""
+        async with self.reading() as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete
-
 from ledger import outbox, postings, rules, tiers, write_repository
 from ledger.models import (
     EntryKind,
     HoldStatus,
-    IdempotencyRecord,
     LotStatus,
     Member,
 )
@@ -177,10 +174,6 @@ async def _reevaluate_tiers(scope: LedgerScope, report: JobReport) -> None:
 
 
 async def _purge_idempotency_keys(scope: LedgerScope, report: JobReport) -> None:
-    result = await scope.session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.program_id == scope.program_id,
-            IdempotencyRecord.created_at < scope.now - IDEMPOTENCY_RETENTION,
-        )
+    report.keys_purged = await write_repository.purge_idempotency_records(
+        scope.session, scope.program_id, scope.now - IDEMPOTENCY_RETENTION
     )
-    report.keys_purged = int(result.rowcount)  # type: ignore[attr-defined]

@@ -8,13 +8,12 @@ import secrets
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import outbox, postings, rewards, rules, write_repository
+from ledger import outbox, postings, read_repository, rewards, rules, write_repository
 from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember, member_client_key
 from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
-from ledger.models import Account, Entry, EntryKind, Hold, HoldStatus, Member, Order, Redemption
+from ledger.models import Account, EntryKind, HoldStatus, Member
 from ledger.scope import LedgerScope, find_member
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -233,16 +232,8 @@ async def export(
     member = await find_member(scope, member_id, customer_id)
     account = await write_repository.account(scope.session, member.id)
     assert account is not None
-    session = scope.session
-    entries = await session.scalars(
-        select(Entry).where(Entry.member_id == member.id).order_by(Entry.id)
-    )
-    redemptions = await session.scalars(
-        select(Redemption).where(Redemption.member_id == member.id).order_by(Redemption.id)
-    )
-    holds = await session.scalars(select(Hold).where(Hold.member_id == member.id).order_by(Hold.id))
-    orders = await session.scalars(
-        select(Order).where(Order.member_id == member.id).order_by(Order.id)
+    entries, redemptions, holds, orders = await read_repository.member_history(
+        scope.session, member.id
     )
     return {
         "member": {

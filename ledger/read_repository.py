@@ -25,9 +25,11 @@ from ledger.models import (
     Entry,
     EntryKind,
     EntryStatus,
+    Hold,
     Lot,
     LotStatus,
     Member,
+    Order,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -281,3 +283,17 @@ async def program_stats(session: AsyncSession, program: Program, since: datetime
         redemption_rate=redeemed / issued if issued > 0 else 0.0,
         tiers=[(tier.name, int(per_tier.get(tier.name, 0))) for tier in program.tiers],
     )
+
+
+async def member_history(
+    session: AsyncSession, member_id: int
+) -> tuple[list[Entry], list[Redemption], list[Hold], list[Order]]:
+    """Every entry, redemption, hold and order of a member, oldest first (the export)."""
+
+    async def rows(model: Any) -> list[Any]:
+        found = await session.scalars(
+            select(model).where(model.member_id == member_id).order_by(model.id)
+        )
+        return list(found.all())
+
+    return await rows(Entry), await rows(Redemption), await rows(Hold), await rows(Order)

@@ -433,3 +433,37 @@ async def delete_idempotency_records(
             IdempotencyRecord.program_id == program_id, IdempotencyRecord.client_id == client_id
         )
     )
+
+
+async def purge_idempotency_records(
+    session: AsyncSession, program_id: str, older_than: datetime
+) -> int:
+    """Delete the program's idempotency records made before `older_than`; how many."""
+    result = await session.execute(
+        delete(IdempotencyRecord).where(
+            IdempotencyRecord.program_id == program_id, IdempotencyRecord.created_at < older_than
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def claim_unpublished(
+    session: AsyncSession, limit: int, *, skip_locked: bool
+) -> list[OutboxEvent]:
+    """The oldest outbox rows not yet published, locked for this transaction; with
+    `skip_locked` (PostgreSQL) rows another relay holds are passed over."""
+    claim = (
+        select(OutboxEvent)
+        .where(OutboxEvent.published_at.is_(None))
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        claim = claim.with_for_update(skip_locked=True)
+    return list((await session.scalars(claim)).all())
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int], at: datetime) -> None:
+    await session.execute(
+        update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(published_at=at)
+    )
