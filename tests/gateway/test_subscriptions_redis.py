@@ -4,17 +4,12 @@ Redis, shared by every replica."""
 
 from __future__ import annotations
 
-import pytest
 import redis.asyncio as redis
 
 from tests.support.gateway import running_gateway
 from tests.support.live import POINTS_CHANGED, Stream, gql_session, hub_of, until
 from tests.support.operations import buy, enroll, line
 from tests.support.redis import RedisServer
-
-# Known defect, open in the live-updates issue: closing sockets on these paths leaves an
-# unraisable warning now and then; tolerated here until it is found, never elsewhere.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 async def test_redis_down_mid_stream(database_url: str, redis_server: RedisServer) -> None:

@@ -37,10 +37,6 @@ LIMITS = {
     "subscriber_queue": 4,
 }
 
-# Known defect, open in the live-updates issue: closing sockets on these paths leaves an
-# unraisable warning now and then; tolerated here until it is found, never elsewhere.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 @pytest.fixture
 async def gw(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Gateway]:
