@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import jobs, members, points, rewards, write_repository
+from ledger import jobs, members, points, read_repository, rewards, rules, write_repository
 from ledger.commands import (
     MAX_BATCH,
     AdjustPoints,
@@ -191,6 +191,13 @@ class LoyaltyService:
         if customer_id is not None and unstorable_text(customer_id):
             raise UnknownMember("no such member in this program", ["member"])
         return await members.export(self.scope(session, program_id), member_id, customer_id)
+
+    async def program_stats(
+        self, session: AsyncSession, program_id: str, since: datetime
+    ) -> rules.ProgramStats:
+        """The program's figures (`rules.program_stats`), with members active since `since`."""
+        totals = await read_repository.program_totals(session, program_id, since)
+        return rules.program_stats(totals, self.program(program_id))
 
     async def run_jobs(
         self, session: AsyncSession, program_id: str, now: datetime | None = None
