@@ -6,8 +6,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy.exc import IntegrityError
-
 from ledger import outbox, postings, rules, tiers, write_repository
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
@@ -122,12 +120,8 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         refunded_quantities=[0] * len(priced),
         lot_id=lot.id,
     )
-    try:
-        async with scope.session.begin_nested():
-            scope.session.add(order)
-            await scope.session.flush()
-    except IntegrityError:
-        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"]) from None
+    if not await write_repository.insert_new(scope.session, order):
+        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     outbox.record_entry(scope.session, entry, account, scope.now)
     if lot.status == LotStatus.AVAILABLE:
         await tiers.evaluate_tier(scope, account)

@@ -87,11 +87,29 @@ def _check_reward(program: Program, command: UpsertReward) -> None:
 
 
 async def upsert_reward(scope: LedgerScope, command: UpsertReward) -> Reward:
+    """Create or replace a catalog entry: a put, idempotent by its id. Two first puts of
+    one id at once: the insert of the second collides with the first's (and waits for it
+    to commit, on PostgreSQL); it then reads the committed row and updates it."""
     _check_reward(scope.program, command)
     reward = await write_repository.reward(scope.session, scope.program_id, command.id)
     if reward is None:
-        reward = Reward(program_id=scope.program_id, id=command.id, created_at=scope.now)
-        scope.session.add(reward)
+        new = _replaced(
+            Reward(program_id=scope.program_id, id=command.id, created_at=scope.now),
+            command,
+            scope,
+        )
+        if await write_repository.insert_new(scope.session, new):
+            return new
+        reward = await write_repository.reward(
+            scope.session, scope.program_id, command.id, fresh=True
+        )
+        assert reward is not None  # the row the other put inserted, and committed
+    _replaced(reward, command, scope)
+    await scope.session.flush()
+    return reward
+
+
+def _replaced(reward: Reward, command: UpsertReward, scope: LedgerScope) -> Reward:
     reward.name = command.name
     reward.cost = command.cost
     reward.min_tier = command.min_tier
@@ -99,7 +117,6 @@ async def upsert_reward(scope: LedgerScope, command: UpsertReward) -> Reward:
     reward.per_member_limit = command.per_member_limit
     reward.active = command.active
     reward.updated_at = scope.now
-    await scope.session.flush()
     return reward
 
 

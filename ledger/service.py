@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import jobs, members, points, read_repository, rewards, rules, write_repository
@@ -152,15 +151,11 @@ class LoyaltyService:
                 response={},
                 created_at=scope.now,
             )
-            try:
-                async with scope.session.begin_nested():
-                    scope.session.add(record)
-                    await scope.session.flush()
+            if await write_repository.insert_new(scope.session, record):
                 return record
-            except IntegrityError:
-                stored = await write_repository.idempotency_record(
-                    scope.session, scope.program_id, client_id, key
-                )
+            stored = await write_repository.idempotency_record(
+                scope.session, scope.program_id, client_id, key
+            )
         if stored is None or not stored.response:
             return _refused(IdempotencyConflict("this key is in use by a request still running"))
         if stored.request_hash != request_hash or stored.operation != operation:

@@ -8,10 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
     Account,
+    Base,
     Entry,
     EntryKind,
     EntryStatus,
@@ -180,8 +182,25 @@ async def mark_lot_entries(session: AsyncSession, lot_id: int, status: EntryStat
     )
 
 
-async def reward(session: AsyncSession, program_id: str, reward_id: str) -> Reward | None:
-    return await session.get(Reward, (program_id, reward_id))
+async def reward(
+    session: AsyncSession, program_id: str, reward_id: str, *, fresh: bool = False
+) -> Reward | None:
+    """The catalog row; with `fresh`, read again from the database."""
+    return await session.get(Reward, (program_id, reward_id), populate_existing=fresh)
+
+
+async def insert_new(session: AsyncSession, row: Base) -> bool:
+    """Insert `row` in a savepoint; False, with nothing written and the transaction
+    still usable, when the database refuses it (an integrity error: in practice a row
+    of the same unique key). On PostgreSQL a concurrent insert of that key makes this
+    one wait for it to commit (then False) or roll back (then True)."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
