@@ -8,8 +8,6 @@ import secrets
 from datetime import date
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from ledger import outbox, postings, read_repository, rewards, rules, write_repository
 from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember, member_client_key
 from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
@@ -113,14 +111,8 @@ async def enroll_member(
         referred_by_id=referred_by.id if referred_by else None,
         enrolled_at=scope.now,
     )
-    try:
-        async with scope.session.begin_nested():
-            scope.session.add(member)
-            await scope.session.flush()
-    except IntegrityError:
-        raise AlreadyEnrolled(
-            f"customer {customer_id!r} is already a member", ["customerId"]
-        ) from None
+    if not await write_repository.insert_new(scope.session, member):
+        raise AlreadyEnrolled(f"customer {customer_id!r} is already a member", ["customerId"])
     account = Account(
         member_id=member.id,
         program_id=scope.program_id,

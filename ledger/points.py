@@ -6,8 +6,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy.exc import IntegrityError
-
 from ledger import outbox, postings, rules, tiers, write_repository
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
@@ -89,10 +87,9 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         raise InvalidAmount(too_large, ["lines"])
     if scope.program.tiering.basis == "spend":
         spent = await write_repository.net_spend_cents(scope.session, member.id)
-        if spent + eligible * 100 > rules.MAX_LIFETIME * 100:
-            raise InvalidAmount(
-                f"a member's net spend may not exceed {rules.MAX_LIFETIME}", ["lines"]
-            )
+        too_much = rules.spend_problem(spent, eligible)
+        if too_much:
+            raise InvalidAmount(too_much, ["lines"])
     pending_until = rules.available_at(occurred, scope.program.pending_days)
     entry, lot = await postings.credit(
         scope,
@@ -118,17 +115,13 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         eligible=Decimal(eligible.numerator) / Decimal(eligible.denominator),
         refunded_eligible=Decimal(0),
         refunded_amount=Decimal(0),
-        net_spend_cents=int(eligible * 100),
+        net_spend_cents=rules.to_cents(eligible),
         lines=[_line_json(line) for line in priced],
         refunded_quantities=[0] * len(priced),
         lot_id=lot.id,
     )
-    try:
-        async with scope.session.begin_nested():
-            scope.session.add(order)
-            await scope.session.flush()
-    except IntegrityError:
-        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"]) from None
+    if not await write_repository.insert_new(scope.session, order):
+        raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     outbox.record_entry(scope.session, entry, account, scope.now)
     if lot.status == LotStatus.AVAILABLE:
         await tiers.evaluate_tier(scope, account)
@@ -292,7 +285,7 @@ async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
     order.refunded_eligible = Decimal(refunded_eligible.numerator) / Decimal(
         refunded_eligible.denominator
     )
-    order.net_spend_cents = int((rules.eligible_total(priced) - refunded_eligible) * 100)
+    order.net_spend_cents = rules.to_cents(rules.eligible_total(priced) - refunded_eligible)
     outbox.record_entry(scope.session, entry, account, scope.now)
     return Outcome(member_id=order.member_id, entry_id=entry.id)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, case, func, select
@@ -34,7 +32,6 @@ from ledger.models import (
     RedemptionStatus,
     Reward,
 )
-from ledger.program import Program
 
 M = TypeVar("M", bound=Base)
 
@@ -110,9 +107,10 @@ async def transaction_pages(
     before: int | None,
     limit: int,
 ) -> dict[int, list[Entry]]:
-    """Each member's entries, newest first, with ids below `before`."""
+    """Each member's entries of `kinds` (None: of every kind; empty: none), newest
+    first, with ids below `before`."""
     query = select(Entry.id).where(Entry.program_id == program_id)
-    if kinds:
+    if kinds is not None:
         query = query.where(Entry.kind.in_(list(kinds)))
     if before is not None:
         query = query.where(Entry.id < before)
@@ -208,80 +206,54 @@ async def by_ids(
     return {row.id: row for row in rows}  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class ProgramStats:
-    members: int
-    active_members_30d: int
-    points_issued: int
-    points_redeemed: int
-    points_expired: int
-    outstanding_points: int
-    liability: Decimal
-    redemption_rate: float
-    tiers: list[tuple[str, int]]
-
-
-async def program_stats(session: AsyncSession, program: Program, since: datetime) -> ProgramStats:
-    """The program at a glance. Issued: points credited and available (or since expired),
-    net of refunds; redeemed: spent on rewards and checkouts, net of cancellations;
-    outstanding: available plus held; liability: outstanding at the point value."""
+async def program_totals(
+    session: AsyncSession, program_id: str, since: datetime
+) -> rules.ProgramTotals:
+    """The raw sums of the program's figures (`rules.program_stats` computes them):
+    members not forgotten, members with an entry since `since`, points per entry kind
+    (entries not pending; all, and the positive ones), balances, members per tier."""
     members = await session.scalar(
-        select(func.count()).where(Member.program_id == program.id, Member.forgotten_at.is_(None))
+        select(func.count()).where(Member.program_id == program_id, Member.forgotten_at.is_(None))
     )
     active = await session.scalar(
         select(func.count(func.distinct(Entry.member_id))).where(
-            Entry.program_id == program.id, Entry.occurred_at >= since
+            Entry.program_id == program_id, Entry.occurred_at >= since
         )
     )
-    sums: dict[EntryKind, int] = {}
-    credited: dict[EntryKind, int] = {}
+    points_by_kind: dict[str, int] = {}
+    credits_by_kind: dict[str, int] = {}
     rows = await session.execute(
         select(
             Entry.kind,
             func.sum(Entry.points),
             func.sum(case((Entry.points > 0, Entry.points), else_=0)),
         )
-        .where(Entry.program_id == program.id, Entry.status != EntryStatus.PENDING)
+        .where(Entry.program_id == program_id, Entry.status != EntryStatus.PENDING)
         .group_by(Entry.kind)
     )
     for kind, total, positive in rows:
-        sums[EntryKind(kind)] = int(total or 0)
-        credited[EntryKind(kind)] = int(positive or 0)
-    issued = (
-        sums.get(EntryKind.EARN, 0)
-        + sums.get(EntryKind.BONUS, 0)
-        + credited.get(EntryKind.ADJUST, 0)
-        + sums.get(EntryKind.REFUND, 0)
-    )
-    redeemed = -(sums.get(EntryKind.REDEEM, 0) + sums.get(EntryKind.CANCEL, 0))
-    expired = -sums.get(EntryKind.EXPIRE, 0)
+        points_by_kind[EntryKind(kind)] = int(total or 0)
+        credits_by_kind[EntryKind(kind)] = int(positive or 0)
     balances = await session.execute(
         select(func.sum(Account.available), func.sum(Account.held)).where(
-            Account.program_id == program.id
+            Account.program_id == program_id
         )
     )
     available, held = balances.one()
-    outstanding = int(available or 0) + int(held or 0)
-    per_tier = dict(
-        (
-            await session.execute(
-                select(Account.tier, func.count())
-                .join(Member, Member.id == Account.member_id)
-                .where(Account.program_id == program.id, Member.forgotten_at.is_(None))
-                .group_by(Account.tier)
-            )
-        ).all()
+    per_tier = await session.execute(
+        select(Account.tier, func.count())
+        .join(Member, Member.id == Account.member_id)
+        .where(Account.program_id == program_id, Member.forgotten_at.is_(None))
+        .group_by(Account.tier)
     )
-    return ProgramStats(
+    return rules.ProgramTotals(
         members=int(members or 0),
-        active_members_30d=int(active or 0),
-        points_issued=issued,
-        points_redeemed=redeemed,
-        points_expired=expired,
-        outstanding_points=outstanding,
-        liability=rules.hold_discount(outstanding, program.point_value),
-        redemption_rate=redeemed / issued if issued > 0 else 0.0,
-        tiers=[(tier.name, int(per_tier.get(tier.name, 0))) for tier in program.tiers],
+        active_members=int(active or 0),
+        points_by_kind=points_by_kind,
+        credits_by_kind=credits_by_kind,
+        available=int(available or 0),
+        held=int(held or 0),
+        members_by_tier={tier: int(count) for tier, count in per_tier},
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from ledger import outbox, postings, rules, write_repository
@@ -38,7 +38,7 @@ from ledger.models import (
     RedemptionStatus,
     Reward,
 )
-from ledger.program import Program, Tier
+from ledger.program import Program
 from ledger.scope import LedgerScope, ensure_not_forgotten, find_member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -87,11 +87,29 @@ def _check_reward(program: Program, command: UpsertReward) -> None:
 
 
 async def upsert_reward(scope: LedgerScope, command: UpsertReward) -> Reward:
+    """Create or replace a catalog entry: a put, idempotent by its id. Two first puts of
+    one id at once: the insert of the second collides with the first's (and waits for it
+    to commit, on PostgreSQL); it then reads the committed row and updates it."""
     _check_reward(scope.program, command)
     reward = await write_repository.reward(scope.session, scope.program_id, command.id)
     if reward is None:
-        reward = Reward(program_id=scope.program_id, id=command.id, created_at=scope.now)
-        scope.session.add(reward)
+        new = _replaced(
+            Reward(program_id=scope.program_id, id=command.id, created_at=scope.now),
+            command,
+            scope,
+        )
+        if await write_repository.insert_new(scope.session, new):
+            return new
+        reward = await write_repository.reward(
+            scope.session, scope.program_id, command.id, fresh=True
+        )
+        assert reward is not None  # the row the other put inserted, and committed
+    _replaced(reward, command, scope)
+    await scope.session.flush()
+    return reward
+
+
+def _replaced(reward: Reward, command: UpsertReward, scope: LedgerScope) -> Reward:
     reward.name = command.name
     reward.cost = command.cost
     reward.min_tier = command.min_tier
@@ -99,7 +117,6 @@ async def upsert_reward(scope: LedgerScope, command: UpsertReward) -> Reward:
     reward.per_member_limit = command.per_member_limit
     reward.active = command.active
     reward.updated_at = scope.now
-    await scope.session.flush()
     return reward
 
 
@@ -109,14 +126,11 @@ async def redeem(scope: LedgerScope, command: RedeemReward) -> Outcome:
     if reward is None or not reward.active:
         raise UnknownReward(f"no reward {command.reward_id!r} in this program", ["rewardId"])
     account = (await postings.lock(scope, member.id))[member.id]
-    tiers = scope.program.tiers
-    if reward.min_tier is not None and rules.tier_rank(tiers, account.tier) < rules.tier_rank(
-        tiers, reward.min_tier
-    ):
+    if not rules.tier_reaches(scope.program.tiers, account.tier, reward.min_tier):
         raise TierRequired(f"{reward.name} needs tier {reward.min_tier}", ["rewardId"])
     if reward.per_member_limit is not None:
         taken = await write_repository.active_redemptions(scope.session, member.id, reward.id)
-        if taken >= reward.per_member_limit:
+        if not rules.within_limit(reward.per_member_limit, taken):
             raise LimitReached(f"at most {reward.per_member_limit} per member", ["rewardId"])
     if account.available < reward.cost:
         raise InsufficientPoints(
@@ -308,24 +322,13 @@ async def release_hold(scope: LedgerScope, held: Hold, status: HoldStatus) -> No
 
 
 def redeemable_now(
-    rewards: Sequence[Reward],
-    account: Account,
-    tiers: Sequence[Tier],
-    redeemed: dict[str, int],
+    program: Program,
+    catalog: Sequence[Reward],
+    account: Account | None,
+    redeemed: Mapping[str, int],
 ) -> list[Reward]:
-    """The rewards the member could redeem now: tier, stock, per-member limit, balance."""
-    rank = rules.tier_rank(tiers, account.tier)
-
-    def within_limit(reward: Reward) -> bool:
-        limit = reward.per_member_limit
-        return limit is None or redeemed.get(reward.id, 0) < limit
-
-    return [
-        reward
-        for reward in rewards
-        if reward.active
-        and (reward.min_tier is None or rank >= rules.tier_rank(tiers, reward.min_tier))
-        and (reward.stock is None or reward.stock > 0)
-        and within_limit(reward)
-        and account.available >= reward.cost
-    ]
+    """The rewards of `catalog` the account's member could redeem now (`rules.redeemable_now`:
+    tier, stock, per-member limit, balance); none for a member without an account."""
+    if account is None:
+        return []
+    return rules.redeemable_now(catalog, program.tiers, account.tier, account.available, redeemed)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Protocol, TypeVar
 
 from ledger.program import Channel, Multiplier, Program, Tier, Weekday
 
@@ -29,6 +30,8 @@ MAX_BALANCE = 1_000_000_000  # available, pending, held, and their sum, per memb
 MAX_DEBT = 1_000_000_000  # how far below zero a points:adjust caller may take available
 MAX_LIFETIME = 2_000_000_000  # lifetime earned (counting pending), and net spend per member
 MAX_ORDER_AMOUNT = Decimal(MAX_LIFETIME)  # eligible amount of one order, in the currency
+
+K = TypeVar("K", bound=str)  # an entry kind (a string enum)
 
 
 @dataclass(frozen=True)
@@ -347,3 +350,176 @@ def day_start(moment: datetime, program: Program) -> datetime:
     """Midnight of `moment`'s day in the program's time zone."""
     local = moment.astimezone(program.zone)
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# Money and minor units. Orders keep their spend in whole cents (an integer column that
+# sums exactly on every database); these two are the only conversions between the two.
+CENTS_PER_UNIT = 100
+
+
+def to_cents(amount: Decimal | Fraction | int) -> int:
+    """`amount` of money in whole cents, rounded down (toward minus infinity), exactly:
+    a fraction of a cent is never counted (12.3456 → 1234, 0.0099 → 0, -0.001 → -1)."""
+    return math.floor(Fraction(amount) * CENTS_PER_UNIT)
+
+
+def from_cents(cents: int) -> Decimal:
+    """Whole cents as money with two places, exactly (1234 → 12.34), however large:
+    `to_cents(from_cents(c)) == c` for every integer."""
+    return Decimal(f"{cents}E-2")
+
+
+def spend_value(cents: int) -> int:
+    """The tier-qualifying value of a spend (basis `spend`): whole currency units,
+    rounded down (1999 cents → 19)."""
+    return math.floor(from_cents(cents))
+
+
+def spend_problem(spent_cents: int, eligible: Fraction) -> str | None:
+    """Why an order's eligible amount would take the member's net spend (`spent_cents`
+    so far) beyond MAX_LIFETIME, or None. Exact: no cent of the order is rounded away."""
+    if Fraction(from_cents(spent_cents)) + eligible > MAX_LIFETIME:
+        return f"a member's net spend may not exceed {MAX_LIFETIME}"
+    return None
+
+
+# Tier standing.
+@dataclass(frozen=True)
+class Standing:
+    """Where a member stands: its tier, the next one, and what is missing to reach it."""
+
+    current: Tier
+    next: Tier | None
+    qualifying_value: int
+    to_next: int | None
+
+
+def to_next(upcoming: Tier | None, qualifying: int) -> int | None:
+    """The qualifying value still missing to reach `upcoming`: 0 once it is reached (the
+    move waits for the next write or job run), None above the top tier."""
+    return max(0, upcoming.threshold - qualifying) if upcoming is not None else None
+
+
+def standing(tiers: Sequence[Tier], tier: str | None, qualifying: int) -> Standing:
+    """The standing of a member in `tier` (as its account stores it; None without an
+    account, and a name the program no longer has, mean the lowest tier)."""
+    current = next((t for t in tiers if t.name == tier), tiers[0])
+    upcoming = next_tier(tiers, current)
+    return Standing(current, upcoming, qualifying, to_next(upcoming, qualifying))
+
+
+# Rewards.
+class RewardTerms(Protocol):
+    """What decides whether a reward can be redeemed (a catalog row has all of it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def cost(self) -> int: ...
+    @property
+    def min_tier(self) -> str | None: ...
+    @property
+    def stock(self) -> int | None: ...
+    @property
+    def per_member_limit(self) -> int | None: ...
+    @property
+    def active(self) -> bool: ...
+
+
+R = TypeVar("R", bound=RewardTerms)
+
+
+def tier_reaches(tiers: Sequence[Tier], tier: str, min_tier: str | None) -> bool:
+    """Whether a member in `tier` may redeem a reward that needs `min_tier` (None: any)."""
+    return min_tier is None or tier_rank(tiers, tier) >= tier_rank(tiers, min_tier)
+
+
+def within_limit(limit: int | None, taken: int) -> bool:
+    """Whether one more redemption fits a per-member `limit` when `taken` are not cancelled."""
+    return limit is None or taken < limit
+
+
+def redeemable_now(
+    rewards: Iterable[R],
+    tiers: Sequence[Tier],
+    tier: str,
+    available: int,
+    redeemed: Mapping[str, int],
+) -> list[R]:
+    """The rewards a member in `tier` with `available` points could redeem now, in the
+    order given: active, its tier reached, in stock, under its per-member limit (with
+    `redeemed`: redemptions not cancelled per reward id), and affordable."""
+    return [
+        reward
+        for reward in rewards
+        if reward.active
+        and tier_reaches(tiers, tier, reward.min_tier)
+        and (reward.stock is None or reward.stock > 0)
+        and within_limit(reward.per_member_limit, redeemed.get(reward.id, 0))
+        and available >= reward.cost
+    ]
+
+
+# The program's figures.
+@dataclass(frozen=True)
+class ProgramTotals:
+    """The raw sums the program's figures come from, as the read side adds them up.
+
+    `points_by_kind`: Σ points of the entries of each kind (by kind name) that are not
+    pending; `credits_by_kind`: the same over positive entries only."""
+
+    members: int
+    active_members: int
+    points_by_kind: Mapping[str, int]
+    credits_by_kind: Mapping[str, int]
+    available: int
+    held: int
+    members_by_tier: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ProgramStats:
+    members: int
+    active_members_30d: int
+    points_issued: int
+    points_redeemed: int
+    points_expired: int
+    outstanding_points: int
+    liability: Decimal
+    redemption_rate: float
+    tiers: list[tuple[str, int]]
+
+
+def program_stats(totals: ProgramTotals, program: Program) -> ProgramStats:
+    """The program at a glance. Issued: points credited and available (or since expired),
+    net of refunds (earned + bonuses + adjustments up + refunds); redeemed: spent on
+    rewards and checkouts, net of cancellations; outstanding: available plus held;
+    liability: outstanding at the point value (to the cent); the redemption rate is
+    redeemed / issued, 0.0 while nothing was issued."""
+    sums, credits = totals.points_by_kind, totals.credits_by_kind
+    issued = (
+        sums.get("EARN", 0)
+        + sums.get("BONUS", 0)
+        + credits.get("ADJUST", 0)
+        + sums.get("REFUND", 0)
+    )
+    redeemed = -(sums.get("REDEEM", 0) + sums.get("CANCEL", 0))
+    outstanding = totals.available + totals.held
+    return ProgramStats(
+        members=totals.members,
+        active_members_30d=totals.active_members,
+        points_issued=issued,
+        points_redeemed=redeemed,
+        points_expired=-sums.get("EXPIRE", 0),
+        outstanding_points=outstanding,
+        liability=hold_discount(outstanding, program.point_value),
+        redemption_rate=redeemed / issued if issued > 0 else 0.0,
+        tiers=[(tier.name, totals.members_by_tier.get(tier.name, 0)) for tier in program.tiers],
+    )
+
+
+# Histories.
+def kinds_matching(kinds: Iterable[K] | None) -> tuple[K, ...] | None:
+    """The entry kinds a history asks for, as a filter: None (no filter given) matches
+    every kind; an empty list matches none; otherwise each kind once, sorted."""
+    return None if kinds is None else tuple(sorted(set(kinds)))

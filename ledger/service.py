@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import jobs, members, points, rewards, write_repository
+from ledger import jobs, members, points, read_repository, rewards, rules, write_repository
 from ledger.commands import (
     MAX_BATCH,
     AdjustPoints,
@@ -152,15 +151,11 @@ class LoyaltyService:
                 response={},
                 created_at=scope.now,
             )
-            try:
-                async with scope.session.begin_nested():
-                    scope.session.add(record)
-                    await scope.session.flush()
+            if await write_repository.insert_new(scope.session, record):
                 return record
-            except IntegrityError:
-                stored = await write_repository.idempotency_record(
-                    scope.session, scope.program_id, client_id, key
-                )
+            stored = await write_repository.idempotency_record(
+                scope.session, scope.program_id, client_id, key
+            )
         if stored is None or not stored.response:
             return _refused(IdempotencyConflict("this key is in use by a request still running"))
         if stored.request_hash != request_hash or stored.operation != operation:
@@ -191,6 +186,13 @@ class LoyaltyService:
         if customer_id is not None and unstorable_text(customer_id):
             raise UnknownMember("no such member in this program", ["member"])
         return await members.export(self.scope(session, program_id), member_id, customer_id)
+
+    async def program_stats(
+        self, session: AsyncSession, program_id: str, since: datetime
+    ) -> rules.ProgramStats:
+        """The program's figures (`rules.program_stats`), with members active since `since`."""
+        totals = await read_repository.program_totals(session, program_id, since)
+        return rules.program_stats(totals, self.program(program_id))
 
     async def run_jobs(
         self, session: AsyncSession, program_id: str, now: datetime | None = None

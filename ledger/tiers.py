@@ -15,7 +15,7 @@ async def qualifying_value(scope: LedgerScope, member_ids: list[int] | None) -> 
     if scope.program.tiering.basis == "points":
         return await write_repository.qualifying_points(session, program_id, since, member_ids)
     cents = await write_repository.qualifying_spend_cents(session, program_id, since, member_ids)
-    return {member_id: value // 100 for member_id, value in cents.items()}
+    return {member_id: rules.spend_value(value) for member_id, value in cents.items()}
 
 
 async def evaluate_tier(

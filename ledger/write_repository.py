@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
     Account,
+    Base,
     Entry,
     EntryKind,
     EntryStatus,
@@ -180,8 +182,25 @@ async def mark_lot_entries(session: AsyncSession, lot_id: int, status: EntryStat
     )
 
 
-async def reward(session: AsyncSession, program_id: str, reward_id: str) -> Reward | None:
-    return await session.get(Reward, (program_id, reward_id))
+async def reward(
+    session: AsyncSession, program_id: str, reward_id: str, *, fresh: bool = False
+) -> Reward | None:
+    """The catalog row; with `fresh`, read again from the database."""
+    return await session.get(Reward, (program_id, reward_id), populate_existing=fresh)
+
+
+async def insert_new(session: AsyncSession, row: Base) -> bool:
+    """Insert `row` in a savepoint; False, with nothing written and the transaction
+    still usable, when the database refuses it (an integrity error: in practice a row
+    of the same unique key). On PostgreSQL a concurrent insert of that key makes this
+    one wait for it to commit (then False) or roll back (then True)."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
@@ -383,36 +402,37 @@ async def unmark_forgotten(session: AsyncSession, program_id: str, customer_hash
     )
 
 
+MemberRow = TypeVar("MemberRow", Hold, Redemption, OutboxEvent)
+
+
+async def _member_rows(
+    session: AsyncSession,
+    model: type[MemberRow],
+    member_id: int,
+    *where: ColumnElement[bool],
+    lock: bool,
+) -> list[MemberRow]:
+    """A member's rows of `model` that match `where`, in id order, read afresh; with
+    `lock`, locked for this transaction."""
+    query = select(model).where(model.member_id == member_id, *where).order_by(model.id)
+    if lock:
+        query = query.with_for_update()
+    return list(await session.scalars(query.execution_options(populate_existing=True)))
+
+
 async def open_holds(session: AsyncSession, member_id: int) -> list[Hold]:
-    rows = await session.scalars(
-        select(Hold)
-        .where(Hold.member_id == member_id, Hold.status == HoldStatus.HELD)
-        .order_by(Hold.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return list(rows)
+    return await _member_rows(session, Hold, member_id, Hold.status == HoldStatus.HELD, lock=True)
 
 
 async def issued_redemptions(session: AsyncSession, member_id: int) -> list[Redemption]:
-    rows = await session.scalars(
-        select(Redemption)
-        .where(Redemption.member_id == member_id, Redemption.status == RedemptionStatus.ISSUED)
-        .order_by(Redemption.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    return await _member_rows(
+        session, Redemption, member_id, Redemption.status == RedemptionStatus.ISSUED, lock=True
     )
-    return list(rows)
 
 
 async def member_events(session: AsyncSession, member_id: int) -> list[OutboxEvent]:
-    rows = await session.scalars(
-        select(OutboxEvent)
-        .where(OutboxEvent.member_id == member_id)
-        .order_by(OutboxEvent.id)
-        .execution_options(populate_existing=True)
-    )
-    return list(rows)
+    """The member's outbox rows, read afresh and not locked."""
+    return await _member_rows(session, OutboxEvent, member_id, lock=False)
 
 
 async def erase_adjust_reasons(session: AsyncSession, member_id: int) -> None:

@@ -76,7 +76,11 @@ class PageKey:
     member_id: int
     before: int | None
     limit: int
-    kinds: tuple[EntryKind, ...] = ()
+    kinds: tuple[EntryKind, ...] | None = None  # None: every kind (`rules.kinds_matching`)
+
+
+# What a page asks for, whoever's it is: ids below, how many, which kinds.
+PageShape = tuple[int | None, int, tuple[EntryKind, ...] | None]
 
 
 class Loaders:
@@ -160,11 +164,9 @@ class Loaders:
         return found
 
 
-def _grouped(
-    keys: Sequence[PageKey],
-) -> dict[tuple[int | None, int, tuple[EntryKind, ...]], list[PageKey]]:
+def _grouped(keys: Sequence[PageKey]) -> dict[PageShape, list[PageKey]]:
     """Keys that ask for the same page of different members: one query per group."""
-    groups: dict[tuple[int | None, int, tuple[EntryKind, ...]], list[PageKey]] = defaultdict(list)
+    groups: dict[PageShape, list[PageKey]] = defaultdict(list)
     for key in keys:
         groups[(key.before, key.limit, key.kinds)].append(key)
     return groups

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from ledger import rules
 from ledger.models import Entry, EntryKind, Member
-from ledger.program import Tier
 from resolvers import pagination
 from resolvers.context import Context
 from resolvers.loaders import PageKey
@@ -28,14 +27,6 @@ class Expiry:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class Standing:
-    current: Tier
-    next: Tier | None
-    qualifying_value: int
-    to_next: int | None
-
-
 async def balance(ctx: Context, member: Member) -> Balance:
     account = await ctx.loaders.account_by_member_id.load(member.id)
     if account is None:
@@ -51,14 +42,10 @@ async def expiring_soon(ctx: Context, member_id: int) -> list[Expiry]:
     return [Expiry(points, expires_at) for expires_at, points in lots]
 
 
-async def standing(ctx: Context, member: Member) -> Standing:
-    program = ctx.program
+async def standing(ctx: Context, member: Member) -> rules.Standing:
     account = await ctx.loaders.account_by_member_id.load(member.id)
-    current = program.tier(account.tier) if account else program.tiers[0]
     value = await ctx.loaders.qualifying_value.load(member.id)
-    upcoming = rules.next_tier(program.tiers, current)
-    to_next = max(0, upcoming.threshold - value) if upcoming else None
-    return Standing(current, upcoming, value, to_next)
+    return rules.standing(ctx.program.tiers, account.tier if account else None, value)
 
 
 async def transactions(
@@ -70,8 +57,6 @@ async def transactions(
 ) -> pagination.Page[Entry]:
     size = pagination.page_size(first)
     before = pagination.decode_int("transaction", after)
-    if kinds is not None and not kinds:
-        return pagination.Page([], False, [])  # no kind asked for: nothing matches
-    key = PageKey(member.id, before, size + 1, tuple(sorted(set(kinds or ()))))
+    key = PageKey(member.id, before, size + 1, rules.kinds_matching(kinds))
     rows = await ctx.loaders.transactions.load(key)
     return pagination.page("transaction", rows, size)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from ledger import read_repository
 from ledger.errors import UnknownMember
-from ledger.read_repository import ProgramStats
+from ledger.rules import ProgramStats
 from resolvers.context import Context
 from resolvers.errors import UNKNOWN_MEMBER, ApiError
 from resolvers.members import Reference, target
@@ -18,7 +17,7 @@ ACTIVE_WITHIN = timedelta(days=30)
 async def stats(ctx: Context) -> ProgramStats:
     since = ctx.clock() - ACTIVE_WITHIN
     return await ctx.reader.run(
-        lambda session: read_repository.program_stats(session, ctx.program, since)
+        lambda session: ctx.service.program_stats(session, ctx.program_id, since)
     )
 
 

@@ -26,11 +26,9 @@ async def rewards_page(
 
 async def available_rewards(ctx: Context, member: Member) -> list[Reward]:
     account = await ctx.loaders.account_by_member_id.load(member.id)
-    if account is None:
-        return []
     catalog = await ctx.loaders.active_rewards.load("catalog")
     redeemed = await ctx.loaders.redemption_counts.load(member.id)
-    return redeemable_now(catalog, account, ctx.program.tiers, redeemed)
+    return redeemable_now(ctx.program, catalog, account, redeemed)
 
 
 async def redemptions(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.exc import IntegrityError
-
 from ledger.commands import Command, Outcome, RecordPurchase, UpsertReward
 from ledger.errors import InvalidInput
 from ledger.models import Reward
@@ -35,16 +33,9 @@ async def execute_batch(ctx: Context, commands: Sequence[RecordPurchase]) -> lis
 
 
 async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
-    """Create or replace a catalog entry: a put, idempotent by its id. Two first puts
-    of one id at once: the second finds the row the first inserted, and updates it."""
+    """Create or replace a catalog entry (the ledger settles two first puts at once)."""
     await ctx.forget_loaded()
-    for attempt in range(2):
-        try:
-            async with ctx.database.transaction() as session:
-                reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
-            break
-        except IntegrityError:
-            if attempt:
-                raise
+    async with ctx.database.transaction() as session:
+        reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
     await ctx.forget_loaded()
     return reward

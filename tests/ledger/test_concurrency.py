@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 
 from ledger.commands import (
     AdjustPoints,
@@ -246,6 +246,64 @@ async def test_the_last_unit_goes_to_one_member(ledger: Ledger) -> None:
             assert stocked is not None and stocked.stock == 0
         assert await count(ledger.database, Redemption, Redemption.reward_id == reward.id) == 1
     await invariants(ledger)
+
+
+async def put(database: Database, service: LoyaltyService, command: UpsertReward) -> Reward:
+    async with database.transaction() as session:
+        return await service.upsert_reward(session, "test", command)
+
+
+def terms(reward: Reward | UpsertReward) -> tuple[object, ...]:
+    return (reward.name, reward.cost, reward.min_tier, reward.stock, reward.per_member_limit)
+
+
+@both_databases
+async def test_two_first_puts_of_one_reward_settle_as_one_row(ledger: Ledger) -> None:
+    for round_ in range(3 * ROUNDS[ledger.kind]):
+        mug, cup = (
+            UpsertReward(f"new-{round_}", "Mug", cost=80),
+            UpsertReward(f"new-{round_}", "Cup", cost=90, min_tier="Silver", stock=3),
+        )
+        answers = await together(
+            put(ledger.replicas[i], ledger.service, command) for i, command in enumerate((mug, cup))
+        )
+
+        assert [terms(answer) for answer in answers] == [terms(mug), terms(cup)]
+        assert await count(ledger.database, Reward, Reward.id == mug.id) == 1
+        async with ledger.database.reading() as session:
+            stored = await session.get(Reward, ("test", mug.id))
+        assert stored is not None and terms(stored) in {terms(mug), terms(cup)}
+
+
+async def until_a_lock_is_awaited(database: Database) -> None:
+    """Return once a connection to the server waits on a lock; fail after many tries
+    (a bound on a hang, not a measurement)."""
+    for _ in range(3000):
+        async with database.reading() as session:
+            waiting = await session.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("the second put never waited on the first one's insert")
+
+
+async def test_a_first_put_that_collides_updates_the_committed_row(ledger: Ledger) -> None:
+    """The second put reads no row, inserts, waits on the first's uncommitted insert, and
+    (once that commits) updates the row instead: one row, the second put's terms."""
+    mug = UpsertReward("collide", "Mug", cost=80)
+    cup = UpsertReward("collide", "Cup", cost=90, stock=3, per_member_limit=1)
+    async with ledger.replicas[0].transaction() as session:
+        first = await ledger.service.upsert_reward(session, "test", mug)
+        second = asyncio.create_task(put(ledger.replicas[1], ledger.service, cup))
+        await until_a_lock_is_awaited(ledger.database)
+    assert terms(first) == terms(mug)
+    assert terms(await second) == terms(cup)
+    assert await count(ledger.database, Reward, Reward.id == "collide") == 1
+    async with ledger.database.reading() as session:
+        stored = await session.get(Reward, ("test", "collide"))
+    assert stored is not None and terms(stored) == terms(cup)
 
 
 async def test_holds_never_overspend_and_resolve_once(ledger: Ledger) -> None:

@@ -1,8 +1,10 @@
-"""The earning and refund math of DESIGN §3, with exact points worked out by hand."""
+"""The program's arithmetic: the earning and refund math of DESIGN §3 with exact points
+worked out by hand, money and cents, tier standing, what can be redeemed, the stats."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -12,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import rules
-from ledger.program import Channel, Program
+from ledger.models import EntryKind
+from ledger.program import Channel, Program, Tier
 from ledger.rules import Line, RefundLineError
 from tests.support.ledger import make_program
 
@@ -439,3 +442,323 @@ def test_backdate_limit(days_ago: float, limit: int, refused: bool) -> None:
 )
 def test_text_problem(text: str, problem: str | None) -> None:
     assert rules.text_problem(text) == problem
+
+
+# Money and cents: exact, rounded down, never through a float.
+@pytest.mark.parametrize(
+    ("amount", "cents"),
+    [
+        pytest.param(Decimal(0), 0, id="zero"),
+        pytest.param(Decimal("0.00"), 0, id="zero-with-places"),
+        pytest.param(Decimal("0.01"), 1, id="one-cent"),
+        pytest.param(Decimal("0.0099"), 0, id="under-a-cent-is-not-counted"),
+        pytest.param(Decimal("12.34"), 1234, id="two-places"),
+        pytest.param(Decimal("12.3456"), 1234, id="four-places-round-down"),
+        pytest.param(Decimal("12.3499"), 1234, id="never-rounds-up"),
+        pytest.param(Decimal("12.340000"), 1234, id="trailing-zeros"),
+        pytest.param(Decimal("1E+3"), 100_000, id="exponent"),
+        pytest.param(7, 700, id="int"),
+        pytest.param(Fraction(1, 3), 33, id="third"),
+        pytest.param(Fraction(2, 3), 66, id="two-thirds-round-down"),
+        pytest.param(Decimal("-12.34"), -1234, id="negative-exact"),
+        pytest.param(Decimal("-0.001"), -1, id="negative-rounds-toward-minus-infinity"),
+        pytest.param(Decimal(rules.MAX_LIFETIME), rules.MAX_LIFETIME * 100, id="max-lifetime"),
+        pytest.param(
+            Decimal("123456789012345678901234567890.12"),
+            12345678901234567890123456789012,
+            id="beyond-decimal-context-precision",
+        ),
+    ],
+)
+def test_to_cents(amount: Decimal | Fraction | int, cents: int) -> None:
+    assert rules.to_cents(amount) == cents
+
+
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [
+        pytest.param(0, "0.00", id="zero"),
+        pytest.param(1, "0.01", id="one-cent"),
+        pytest.param(99, "0.99", id="under-a-unit"),
+        pytest.param(100, "1.00", id="one-unit"),
+        pytest.param(1234, "12.34", id="two-places"),
+        pytest.param(-5, "-0.05", id="negative"),
+        pytest.param(rules.MAX_LIFETIME * 100, f"{rules.MAX_LIFETIME}.00", id="max-lifetime"),
+        pytest.param(10**40 + 1, "1" + "0" * 37 + "0.01", id="beyond-decimal-context-precision"),
+    ],
+)
+def test_from_cents(cents: int, text: str) -> None:
+    money = rules.from_cents(cents)
+    assert money == Decimal(text) and str(money) == text
+
+
+@given(st.integers(-(10**30), 10**30))
+def test_cents_survive_the_round_trip(cents: int) -> None:
+    assert rules.to_cents(rules.from_cents(cents)) == cents
+
+
+@given(st.decimals(min_value=-(10**9), max_value=10**9, places=4))
+def test_to_cents_rounds_down_by_less_than_a_cent(amount: Decimal) -> None:
+    kept = rules.from_cents(rules.to_cents(amount))
+    assert kept <= amount < kept + Decimal("0.01")
+
+
+@pytest.mark.parametrize(
+    ("cents", "value"),
+    [(0, 0), (1, 0), (99, 0), (100, 1), (1999, 19), (123_456, 1234), (-1, -1), (-100, -1)],
+)
+def test_spend_value_is_whole_units_rounded_down(cents: int, value: int) -> None:
+    assert rules.spend_value(cents) == value
+
+
+TOO_MUCH_SPEND = f"a member's net spend may not exceed {rules.MAX_LIFETIME}"
+MAX_CENTS = rules.MAX_LIFETIME * 100
+
+
+@pytest.mark.parametrize(
+    ("spent_cents", "eligible", "problem"),
+    [
+        pytest.param(0, Fraction(0), None, id="nothing"),
+        pytest.param(0, Fraction(rules.MAX_LIFETIME), None, id="one-order-at-the-bound"),
+        pytest.param(
+            0, rules.MAX_LIFETIME + Fraction(1, 10_000), TOO_MUCH_SPEND, id="one-order-past"
+        ),
+        pytest.param(MAX_CENTS, Fraction(0), None, id="at-the-bound-already"),
+        pytest.param(MAX_CENTS - 1, Fraction(1, 100), None, id="last-cent"),
+        # 0.0101 is past the last cent: the exact amount counts, not its cents
+        pytest.param(MAX_CENTS - 1, Fraction(101, 10_000), TOO_MUCH_SPEND, id="exact-not-cents"),
+        pytest.param(MAX_CENTS, Fraction(1, 10_000), TOO_MUCH_SPEND, id="any-amount-past"),
+    ],
+)
+def test_spend_problem(spent_cents: int, eligible: Fraction, problem: str | None) -> None:
+    assert rules.spend_problem(spent_cents, eligible) == problem
+
+
+# Tier standing. The test program: Bronze 0, Silver 1000, Gold 5000.
+BRONZE, SILVER, GOLD = PROGRAM.tiers
+
+
+@pytest.mark.parametrize(
+    ("upcoming", "qualifying", "expected"),
+    [
+        pytest.param(None, 0, None, id="top-tier"),
+        pytest.param(None, 10**9, None, id="top-tier-any-value"),
+        pytest.param(SILVER, 0, 1000, id="zero"),
+        pytest.param(SILVER, 1, 999, id="one"),
+        pytest.param(SILVER, 999, 1, id="one-short"),
+        pytest.param(SILVER, 1000, 0, id="at-the-threshold"),
+        pytest.param(SILVER, 4000, 0, id="past-the-threshold-never-negative"),
+        pytest.param(GOLD, 1000, 4000, id="from-silver"),
+    ],
+)
+def test_to_next(upcoming: Tier | None, qualifying: int, expected: int | None) -> None:
+    assert rules.to_next(upcoming, qualifying) == expected
+
+
+@pytest.mark.parametrize(
+    ("tier", "qualifying", "expected"),
+    [
+        pytest.param(None, 0, rules.Standing(BRONZE, SILVER, 0, 1000), id="no-account"),
+        pytest.param("Bronze", 250, rules.Standing(BRONZE, SILVER, 250, 750), id="bronze"),
+        # the value crossed Silver; the stored tier moves on the next write or job run
+        pytest.param("Bronze", 1200, rules.Standing(BRONZE, SILVER, 1200, 0), id="not-moved-yet"),
+        pytest.param("Silver", 1000, rules.Standing(SILVER, GOLD, 1000, 4000), id="silver"),
+        # a downgrade waits for the jobs: the stored tier stands, the gap is counted from it
+        pytest.param("Gold", 10, rules.Standing(GOLD, None, 10, None), id="gold-top"),
+        pytest.param("Platinum", 10, rules.Standing(BRONZE, SILVER, 10, 990), id="unknown-tier"),
+    ],
+)
+def test_standing(tier: str | None, qualifying: int, expected: rules.Standing) -> None:
+    assert rules.standing(PROGRAM.tiers, tier, qualifying) == expected
+
+
+# What a member can redeem now.
+@dataclass(frozen=True)
+class Offer:
+    id: str = "gift"
+    cost: int = 100
+    min_tier: str | None = None
+    stock: int | None = None
+    per_member_limit: int | None = None
+    active: bool = True
+
+
+@pytest.mark.parametrize(
+    ("tier", "min_tier", "reaches"),
+    [
+        ("Bronze", None, True),
+        ("Bronze", "Bronze", True),
+        ("Bronze", "Silver", False),
+        ("Silver", "Silver", True),
+        ("Gold", "Silver", True),
+        ("Silver", "Gold", False),
+        ("Retired", "Silver", False),  # a tier the program no longer has ranks lowest
+    ],
+)
+def test_tier_reaches(tier: str, min_tier: str | None, reaches: bool) -> None:
+    assert rules.tier_reaches(PROGRAM.tiers, tier, min_tier) is reaches
+
+
+@pytest.mark.parametrize(
+    ("limit", "taken", "fits"),
+    [
+        (None, 0, True),
+        (None, 10**6, True),
+        (1, 0, True),
+        (1, 1, False),
+        (2, 1, True),
+        (2, 3, False),
+    ],
+)
+def test_within_limit(limit: int | None, taken: int, fits: bool) -> None:
+    assert rules.within_limit(limit, taken) is fits
+
+
+@pytest.mark.parametrize(
+    ("offer", "tier", "available", "redeemed", "redeemable"),
+    [
+        pytest.param(Offer(), "Bronze", 100, {}, True, id="cost-equals-balance"),
+        pytest.param(Offer(), "Bronze", 99, {}, False, id="one-point-short"),
+        pytest.param(Offer(), "Bronze", 0, {}, False, id="zero-balance"),
+        pytest.param(Offer(), "Bronze", -50, {}, False, id="negative-balance"),
+        pytest.param(Offer(active=False), "Bronze", 10**6, {}, False, id="inactive"),
+        pytest.param(Offer(min_tier="Silver"), "Bronze", 500, {}, False, id="tier-too-low"),
+        pytest.param(Offer(min_tier="Silver"), "Silver", 500, {}, True, id="tier-reached"),
+        pytest.param(Offer(min_tier="Silver"), "Gold", 500, {}, True, id="tier-above"),
+        pytest.param(Offer(stock=0), "Bronze", 500, {}, False, id="out-of-stock"),
+        pytest.param(Offer(stock=1), "Bronze", 500, {}, True, id="last-unit"),
+        pytest.param(Offer(per_member_limit=1), "Bronze", 500, {"gift": 1}, False, id="limit"),
+        pytest.param(Offer(per_member_limit=2), "Bronze", 500, {"gift": 1}, True, id="under-limit"),
+        pytest.param(
+            Offer(per_member_limit=1), "Bronze", 500, {"other": 5}, True, id="other-reward"
+        ),
+    ],
+)
+def test_redeemable_now(
+    offer: Offer, tier: str, available: int, redeemed: dict[str, int], redeemable: bool
+) -> None:
+    expected = [offer] if redeemable else []
+    assert rules.redeemable_now([offer], PROGRAM.tiers, tier, available, redeemed) == expected
+
+
+def test_redeemable_now_keeps_the_catalog_order() -> None:
+    catalog = [
+        Offer("c", 50),
+        Offer("a", 500),  # too dear
+        Offer("b", 10, min_tier="Silver"),
+        Offer("d", 10, stock=0),
+        Offer("e", 20),
+    ]
+    found = rules.redeemable_now(catalog, PROGRAM.tiers, "Silver", 100, {})
+    assert [offer.id for offer in found] == ["c", "b", "e"]
+    assert rules.redeemable_now([], PROGRAM.tiers, "Gold", 100, {}) == []
+
+
+# The program's figures from the raw sums.
+def totals(
+    points: dict[str, int] | None = None,
+    credits: dict[str, int] | None = None,
+    available: int = 0,
+    held: int = 0,
+    tiers: dict[str, int] | None = None,
+) -> rules.ProgramTotals:
+    return rules.ProgramTotals(
+        members=sum((tiers or {}).values()),
+        active_members=1,
+        points_by_kind=points or {},
+        credits_by_kind=credits or {},
+        available=available,
+        held=held,
+        members_by_tier=tiers or {},
+    )
+
+
+EVERY_KIND = totals(
+    points={
+        "EARN": 500,
+        "BONUS": 100,
+        "ADJUST": -10,  # +40 and -50
+        "REFUND": -50,
+        "REDEEM": -300,
+        "CANCEL": 100,
+        "EXPIRE": -20,
+    },
+    credits={"EARN": 500, "BONUS": 100, "ADJUST": 40, "CANCEL": 100},
+    available=200,
+    held=30,
+    tiers={"Bronze": 2, "Gold": 1},
+)
+
+
+@pytest.mark.parametrize(
+    ("sums", "point_value", "issued", "redeemed", "expired", "outstanding", "liability", "rate"),
+    [
+        pytest.param(totals(), "0.01", 0, 0, 0, 0, "0.00", 0.0, id="empty-program"),
+        # issued 500 + 100 + 40 (adjustments up only) − 50 refunded; redeemed 300 − 100
+        pytest.param(EVERY_KIND, "0.01", 590, 200, 20, 230, "2.30", 200 / 590, id="every-kind"),
+        pytest.param(
+            totals({"REDEEM": -30}, available=-30), "0.01", 0, 30, 0, -30, "-0.30", 0.0,
+            id="nothing-issued-rate-zero",
+        ),
+        pytest.param(
+            totals({"EARN": 50, "REFUND": -80}), "0.01", -30, 0, 0, 0, "0.00", 0.0,
+            id="negative-issued-rate-zero",
+        ),
+        pytest.param(
+            totals({"EARN": 40, "REDEEM": -40}), "0.01", 40, 40, 0, 0, "0.00", 1.0, id="all-spent"
+        ),
+        # liability to the cent, half to even: 0.005 → 0.00, 0.015 → 0.02, 0.025 → 0.02
+        pytest.param(totals(available=1), "0.005", 0, 0, 0, 1, "0.00", 0.0, id="half-cent-down"),
+        pytest.param(totals(available=3), "0.005", 0, 0, 0, 3, "0.02", 0.0, id="half-cent-up"),
+        pytest.param(totals(available=5), "0.005", 0, 0, 0, 5, "0.02", 0.0, id="half-to-even"),
+        pytest.param(
+            totals(available=rules.MAX_BALANCE, held=rules.MAX_BALANCE), "0.01",
+            0, 0, 0, 2 * rules.MAX_BALANCE, "20000000.00", 0.0, id="large-balances-exact",
+        ),
+    ],
+)  # fmt: skip
+def test_program_stats(
+    sums: rules.ProgramTotals,
+    point_value: str,
+    issued: int,
+    redeemed: int,
+    expired: int,
+    outstanding: int,
+    liability: str,
+    rate: float,
+) -> None:
+    stats = rules.program_stats(sums, make_program(point_value=point_value))
+    assert (stats.points_issued, stats.points_redeemed, stats.points_expired) == (
+        issued,
+        redeemed,
+        expired,
+    )
+    assert stats.outstanding_points == outstanding
+    assert stats.liability == Decimal(liability) and str(stats.liability) == liability
+    assert stats.redemption_rate == rate and isinstance(stats.redemption_rate, float)
+
+
+def test_program_stats_list_every_tier_of_the_program_in_order() -> None:
+    stats = rules.program_stats(totals(tiers={"Gold": 1, "Bronze": 2, "Retired": 4}), PROGRAM)
+    assert (stats.members, stats.active_members_30d) == (7, 1)
+    assert stats.tiers == [("Bronze", 2), ("Silver", 0), ("Gold", 1)]
+
+
+# What a list of kinds asks of a history.
+@pytest.mark.parametrize(
+    ("kinds", "matching"),
+    [
+        pytest.param(None, None, id="none-given-every-kind"),
+        pytest.param([], (), id="empty-list-no-kind"),
+        pytest.param([EntryKind.EARN], (EntryKind.EARN,), id="one"),
+        pytest.param(
+            [EntryKind.REDEEM, EntryKind.BONUS, EntryKind.REDEEM],
+            (EntryKind.BONUS, EntryKind.REDEEM),
+            id="each-once-sorted",
+        ),
+    ],
+)
+def test_kinds_matching(
+    kinds: list[EntryKind] | None, matching: tuple[EntryKind, ...] | None
+) -> None:
+    assert rules.kinds_matching(kinds) == matching
