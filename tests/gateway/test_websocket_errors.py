@@ -21,7 +21,9 @@ from tests.support.live import POINTS_CHANGED, hub_of, initialised, raw_socket, 
 from tests.support.operations import enroll
 
 DEEP = "subscription { pointsChanged { memberId " + "{ a " * 10 + "}" * 11 + " }"
-ALIASES = "subscription { pointsChanged { " + " ".join(f"a{n}: memberId" for n in range(31)) + " } }"
+ALIASES = (
+    "subscription { pointsChanged { " + " ".join(f"a{n}: memberId" for n in range(31)) + " } }"
+)
 REPEATS = "subscription { pointsChanged { " + "memberId " * 30 + "} }"
 TOKENS = "subscription { pointsChanged { " + "memberId " * 2001 + "} }"
 
