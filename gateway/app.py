@@ -79,6 +79,7 @@ def create_app(
     bus = events_bus.connect(settings.broker_url, hub)
     metrics.watch(hub)
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
+    oauth_rate_limiter = RateLimiter.for_broker(settings.oauth_rate_limit, settings.broker_url)
     revocations = RevocationWatch(hub, settings.revocation_check)
 
     @asynccontextmanager
@@ -123,6 +124,7 @@ def create_app(
             await relay.stop()
             await bus.close()
             await rate_limiter.close()
+            await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await http.close()
             await database.dispose()
 
@@ -143,9 +145,7 @@ def create_app(
         max_subscriptions=settings.max_subscriptions,
         revocations=revocations,
     )
-    app.state.oauth_rate_limiter = RateLimiter.for_broker(
-        settings.oauth_rate_limit, settings.broker_url
-    )
+    app.state.oauth_rate_limiter = oauth_rate_limiter
     app.state.oauth_metadata = oauth_metadata
     app.state.service = service
     app.state.bus = bus
