@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import redis.asyncio as redis
+
 from auth import scopes
 from tests.conftest import sqlite_url
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.live import closed_with, hub_of, initialised, raw_socket, send, until
 from tests.support.operations import enroll
+from tests.support.redis import RedisServer
 
 LIMIT = "2/minute"
 
@@ -57,3 +60,22 @@ async def test_connection_init_over_the_client_limit_closes_with_4429(
         async with raw_socket(gw.url) as socket:
             await initialised(socket, gw.member_token("ada"))
         await until(lambda: gw.app.state.metrics.connections._value.get() == 0)
+
+
+async def test_handshakes_are_counted_in_redis_for_every_replica(
+    sqlite_template: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = sqlite_url(sqlite_template, tmp_path)
+    settings = {"broker_url": redis_server.url}
+    async with running_gateway(url, rate_limit=LIMIT, settings=settings) as gw:
+        ada = gw.member_token("ada")
+        async with raw_socket(gw.url) as socket:
+            await initialised(socket, ada)
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            keys = [str(key) for key in await client.keys("LIMITS*")]
+        finally:
+            await client.aclose()
+        assert len(keys) == 2  # the address's count and the member's
+        assert any("address:127.0.0.1" in key for key in keys)
+        assert any("member:test:ada" in key for key in keys)
