@@ -273,12 +273,10 @@ class _CodedSchema:
             except Exception as exc:  # noqa: BLE001 (coded: logged with the request id, masked)
                 # What the schema raised instead of answering (a syntax error of the
                 # parser cache, a defect) reaches the client as an error, coded.
-                error = (
-                    exc
-                    if isinstance(exc, GraphQLError)
-                    else GraphQLError(str(exc), original_error=exc)
-                )
-                errors = self._code([error], not first)
+                if isinstance(exc, GraphQLError):
+                    errors = self._code([exc], not first)
+                else:  # never the caller's input, whatever its class: masked
+                    errors = self._code([GraphQLError(str(exc), original_error=exc)], True)
                 yield PreExecutionError(None, errors) if first else ExecutionResult(None, errors)
 
 
