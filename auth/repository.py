@@ -3,6 +3,7 @@ Functions take the session and return rows; the caller commits."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import OAuthClient, RevokedToken, StoredSigningKey
 
+IN_BATCH = 500  # values in one IN list
 MAX_CLIENT_ID = 64  # the column's length: a longer id names no client, no query needed
 
 
@@ -40,6 +42,17 @@ async def add_signing_key(session: AsyncSession, key: StoredSigningKey) -> None:
 
 async def is_revoked(session: AsyncSession, jti: str) -> bool:
     return await session.get(RevokedToken, jti) is not None
+
+
+async def revoked_among(session: AsyncSession, jtis: Collection[str]) -> set[str]:
+    """Which of `jtis` are revoked, in batches of `IN_BATCH`."""
+    wanted = sorted(set(jtis))
+    found: set[str] = set()
+    for start in range(0, len(wanted), IN_BATCH):
+        batch = wanted[start : start + IN_BATCH]
+        rows = await session.scalars(select(RevokedToken.jti).where(RevokedToken.jti.in_(batch)))
+        found.update(rows)
+    return found
 
 
 async def revoke(session: AsyncSession, jti: str, expires_at: datetime) -> None:

@@ -30,6 +30,7 @@ from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
+from gateway.websocket import RevocationWatch
 from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService, utcnow
@@ -78,6 +79,8 @@ def create_app(
     bus = events_bus.connect(settings.broker_url, hub)
     metrics.watch(hub)
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
+    oauth_rate_limiter = RateLimiter.for_broker(settings.oauth_rate_limit, settings.broker_url)
+    revocations = RevocationWatch(hub, settings.revocation_check)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,6 +108,7 @@ def create_app(
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
             await bus.start()
             relay.start()
+            revocations.start(database, authorization)
             app.state.relay = relay
             if scheduled_jobs:
                 jobs = asyncio.create_task(
@@ -116,9 +120,11 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await revocations.stop()
             await relay.stop()
             await bus.close()
             await rate_limiter.close()
+            await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await http.close()
             await database.dispose()
 
@@ -137,10 +143,9 @@ def create_app(
         allowed_origins=settings.origins(),
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions=settings.max_subscriptions,
+        revocations=revocations,
     )
-    app.state.oauth_rate_limiter = RateLimiter.for_broker(
-        settings.oauth_rate_limit, settings.broker_url
-    )
+    app.state.oauth_rate_limiter = oauth_rate_limiter
     app.state.oauth_metadata = oauth_metadata
     app.state.service = service
     app.state.bus = bus

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -35,7 +35,14 @@ from events.bus import Hub
 from gateway import unavailable
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
-from gateway.websocket import ConnectionContext, TransportHandler
+from gateway.websocket import (
+    CLOSE_RATE_LIMITED,
+    RATE_LIMITED_REASON,
+    ConnectionContext,
+    RevocationWatch,
+    SocketRefusal,
+    TransportHandler,
+)
 from ledger.db import Database, is_unavailable
 from ledger.service import LoyaltyService
 from resolvers.context import Context
@@ -99,7 +106,7 @@ async def _principal(authenticator: Authenticator, header: str | None) -> Princi
         raise Refusal(503, SERVICE_UNAVAILABLE, unavailable.MESSAGE, unavailable.HEADERS) from None
 
 
-def _caller(principal: Principal, request: Request) -> str:
+def _caller(principal: Principal, request: HTTPConnection) -> str:
     if isinstance(principal, Partner):
         return f"client:{principal.client_id}"
     if isinstance(principal, Shopper):
@@ -205,6 +212,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         allowed_origins: Sequence[str] = (),
         connection_init_timeout: float = 10,
         max_subscriptions: int = 20,
+        revocations: RevocationWatch | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -216,6 +224,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             allowed_origins=allowed_origins,  # a browser page of another origin: refused
         )
         self.hub = hub
+        self.revocations = revocations
         self.service = service
         self.database = database
         self.authenticator = authenticator
@@ -229,7 +238,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         if scope["type"] == "websocket":
             self.metrics.connections.inc()
             try:
-                await super().__call__(scope, receive, send)
+                # Opening a socket counts against the address, as an anonymous request.
+                socket = WebSocket(scope, receive, send)
+                verdict = await self.rate_limiter.hit(_caller(Anonymous(), socket))
+                if verdict.allowed:
+                    await super().__call__(scope, receive, send)
+                else:
+                    await self._refuse_socket(socket)
             finally:
                 self.metrics.connections.dec()
             return
@@ -274,6 +289,15 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 "too many requests; retry later",
                 {"Retry-After": str(verdict.retry_after)},
             )
+
+    async def _refuse_socket(self, websocket: WebSocket) -> None:
+        """Over the limit at the handshake: accepted only to be closed with 4429, in the
+        protocol the client asked for, before any message is read."""
+        self.metrics.errors.labels("RATE_LIMITED").inc()
+        log.info("WebSocket refused: rate limited")
+        ours = GRAPHQL_TRANSPORT_WS_PROTOCOL in (websocket.scope.get("subprotocols") or [])
+        await websocket.accept(subprotocol=GRAPHQL_TRANSPORT_WS_PROTOCOL if ours else None)
+        await websocket.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)
 
     async def _refuse(
         self, refusal: Refusal, scope: Scope, send: Send, request_id: str = "-"
@@ -339,7 +363,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         return answer
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """`connection_init`: the token in its payload, or the connection closes (4403)."""
+        """`connection_init`: the token in its payload, or the connection closes (4403);
+        the caller's rate limit counts it (4429 over the limit)."""
         assert isinstance(context, ConnectionContext)
         header = context.connection_params.get("Authorization")
         if not isinstance(header, str):
@@ -354,8 +379,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             raise ConnectionRejectionError() from None
         if isinstance(principal, Anonymous):
             raise ConnectionRejectionError()
+        assert context.websocket is not None
+        if not (await self.rate_limiter.hit(_caller(principal, context.websocket))).allowed:
+            self.metrics.errors.labels("RATE_LIMITED").inc()
+            raise SocketRefusal(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)
         context.principal = principal
-        context.guard(self.hub, header.partition(" ")[2].strip())
+        context.guard(self.hub, header.partition(" ")[2].strip(), self.revocations)
         return UNSET  # type: ignore[no-any-return]  # a bare connection_ack
 
     async def get_context(self, request: Any, response: Any) -> Context:

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     connection_init_timeout: float = Field(default=10, gt=0)  # seconds, on a WebSocket
     max_subscriptions: int = Field(default=20, gt=0)  # per WebSocket connection
     subscriber_queue: int = Field(default=256, gt=0)  # events waiting for one subscriber
+    # seconds between two reads of the revocation list for the tokens connections hold
+    revocation_check: float = Field(default=2.0, gt=0)
     allow_private_webhooks: bool = False
     metrics_token: str | None = None
 

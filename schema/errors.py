@@ -29,12 +29,16 @@ LIMIT_MESSAGES = ("Document contains more than", "Document is nested too deeply"
 SUGGESTION = " Did you mean "
 
 
-def _unexpected(error: GraphQLError) -> bool:
+def _unexpected(error: GraphQLError, events: bool) -> bool:
     """Raised while resolving a field without a code of ours, or by something other than
-    the GraphQL machinery's input checks: a defect, not an answer."""
+    the GraphQL machinery's input checks: a defect, not an answer. In a subscription's
+    events (`events`), an exception tied to no part of the document is one too, whatever
+    its class: the caller's input was checked before the first event."""
     if error.path is not None:
         return True
     original = error.original_error
+    if events and error.nodes is None:
+        return original is not None and not isinstance(original, GraphQLError)
     return original is not None and not isinstance(original, GraphQLError | ValueError | TypeError)
 
 
@@ -47,15 +51,20 @@ def _code(error: GraphQLError) -> str:
 
 
 def coded(
-    errors: list[GraphQLError], request_id: str, *, suggestions: bool = True
+    errors: list[GraphQLError],
+    request_id: str,
+    *,
+    suggestions: bool = True,
+    events: bool = False,
 ) -> list[GraphQLError]:
     """Every error with `extensions.code`. Unexpected ones are logged with the request id
     and masked as INTERNAL, carrying that id. Without `suggestions` no message names
-    what the schema holds ("Did you mean ...?")."""
-    return [_coded(error, request_id, suggestions) for error in errors]
+    what the schema holds ("Did you mean ...?"). `events`: the errors of a result
+    streamed once the operation ran (a subscription's event), not of its checks."""
+    return [_coded(error, request_id, suggestions, events) for error in errors]
 
 
-def _coded(error: GraphQLError, request_id: str, suggestions: bool) -> GraphQLError:
+def _coded(error: GraphQLError, request_id: str, suggestions: bool, events: bool) -> GraphQLError:
     if error.original_error is not None and is_unavailable(error.original_error):
         log.warning("request %s: database unavailable: %r", request_id, error.original_error)
         extensions = {"code": SERVICE_UNAVAILABLE}
@@ -63,7 +72,7 @@ def _coded(error: GraphQLError, request_id: str, suggestions: bool) -> GraphQLEr
             UNAVAILABLE_MESSAGE, nodes=error.nodes, path=error.path, extensions=extensions
         )
     code = (error.extensions or {}).get("code")
-    if code is None and _unexpected(error):
+    if code is None and _unexpected(error, events):
         log.error(
             "request %s: unexpected error at %s: %s",
             request_id,

@@ -158,7 +158,9 @@ async def test_one_subscription_over_the_cap_is_refused(gw: Gateway) -> None:
         answer = await receive(socket)
         assert answer["id"] == "3"
         assert answer["type"] == "error"
-        assert [e["message"] for e in answer["payload"]] == ["Subscription limit reached"]
+        assert answer["payload"] == [
+            {"message": "Subscription limit reached", "extensions": {"code": "QUERY_TOO_COMPLEX"}}
+        ]
         await buy(gw, "ada", "o-1", line("10.00"))
         seen = {(await receive(socket))["id"], (await receive(socket))["id"]}
         assert seen == {"1", "2"}  # the two within the cap still run

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from graphql import GraphQLSyntaxError, parse
+from graphql import GraphQLError, GraphQLSyntaxError, parse
 
 from resolvers.errors import BAD_USER_INPUT, INTERNAL, QUERY_TOO_COMPLEX
 from schema.errors import LIMIT_MESSAGES, PARSE_FAILED, coded
@@ -107,3 +107,16 @@ async def test_an_error_while_resolving_without_a_code_is_masked() -> None:
     masked = coded(result.errors, "req-1")
     assert [e.extensions for e in masked] == [{"code": INTERNAL, "requestId": "req-1"}]
     assert masked[0].message == "Internal error"
+
+
+def test_an_event_that_fails_with_a_value_error_is_masked() -> None:
+    """Outside execution a ValueError is the caller's variables; in a subscription's
+    events, tied to no part of the document, it is a defect."""
+    failed = GraphQLError("'BOGUS' is not a valid EntryKind", original_error=ValueError("x"))
+    [as_input] = coded([failed], "req-2")
+    assert as_input.extensions == {"code": BAD_USER_INPUT}
+    [as_event] = coded([failed], "req-2", events=True)
+    assert (as_event.message, as_event.extensions) == (
+        "Internal error",
+        {"code": INTERNAL, "requestId": "req-2"},
+    )
