@@ -159,6 +159,7 @@ async def _gateway_rounds(
 ) -> tuple[list[float], list[float], str]:
     headers = {"Authorization": f"Bearer {token}"}
     fanouts: list[float] = []
+    firsts: list[float] = []
     latencies: list[float] = []
     sample = ""
     for round_ in range(ROUNDS):
@@ -169,8 +170,10 @@ async def _gateway_rounds(
             assert answer.status == 200, await answer.text()
         await asyncio.wait_for(clients.done.wait(), 60)
         fanouts.append(max(clients.arrivals) - sent)
+        firsts.append(min(clients.arrivals) - sent)
         latencies.extend(arrival - sent for arrival in clients.arrivals)
         sample = clients.texts[0]
+    _report("gateway: write sent → first client", firsts)
     return fanouts, latencies, sample
 
 
