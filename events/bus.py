@@ -11,6 +11,11 @@ A bus moves events and token revocations to the hub of every process:
 
 Events carry their outbox id: the hub drops an id it has just delivered, so a relay that
 publishes a batch again (after a crash before it could mark it) is harmless.
+
+The hub hands the same `Event` object to every subscriber of its member: what they derive
+from it alike (a GraphQL selection run over it, its JSON text) is worked out by the first
+and kept in `Event.shared` for the others, so 1,000 tabs watching one member cost one
+rendering, not 1,000.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +63,17 @@ class Event:
     type: str
     member_id: int | None
     payload: dict[str, Any]
+    # What the subscribers of this process derived from the event, by what it is derived
+    # for (see `shared_value`); never sent on.
+    shared: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shared_value(self, key: Hashable, derive: Callable[[], Any]) -> Any:
+        """`derive()` once per key for all the subscribers that see this event."""
+        try:
+            return self.shared[key]
+        except KeyError:
+            value = self.shared[key] = derive()
+            return value
 
     def encode(self) -> str:
         return json.dumps(
