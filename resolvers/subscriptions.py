@@ -28,6 +28,8 @@ POINTS_EVENTS = frozenset(
         "points.adjusted",
         "points.expired",
         "points.activated",
+        "points.held",  # a checkout hold, and its release or expiry (no entry)
+        "points.released",
         "reward.redeemed",
     }
 )

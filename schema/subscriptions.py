@@ -29,7 +29,6 @@ from graphql import ExecutionResult, OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from events.bus import Event
-from ledger.models import EntryKind
 from resolvers import subscriptions as resolve
 from resolvers.context import Context
 from schema.limits import OPERATION_EXTENSIONS
@@ -43,7 +42,7 @@ T = TypeVar("T")
 class PointsEvent:
     member_id: strawberry.ID
     transaction_id: strawberry.ID | None
-    kind: TransactionKind  # type: ignore[valid-type]
+    kind: TransactionKind
     delta: int
     available: int
     pending: int
@@ -59,7 +58,7 @@ class PointsEvent:
         return cls(
             member_id=strawberry.ID(str(data["memberId"])),
             transaction_id=strawberry.ID(str(transaction)) if transaction else None,
-            kind=EntryKind.EARN if activation else EntryKind(data["kind"]),
+            kind=TransactionKind.EARN if activation else TransactionKind(data["kind"]),
             delta=0 if activation else int(data["delta"]),
             available=int(data["available"]),
             pending=int(data["pending"]),
