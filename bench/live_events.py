@@ -1,11 +1,13 @@
 """R5: one event to 1,000 subscribers, against a raw WebSocket push of the same payload.
 
-Both servers run as their own process on this machine, measured in the same run, with
-the same 1,000 clients (one WebSocket each, in this process):
+Both servers run as their own process on this machine, measured in the same run, each
+with 1,000 clients (one WebSocket each, in this process), a round of one and a round of
+the other in turn after a warm-up round of each (not counted), so that what else the
+shared machine runs weighs on both alike:
 
 - the gateway (`loyalty-gateway serve`, SQLite, in-process bus): 1,000 `pointsChanged`
   subscriptions of one member; a `recordPurchase` over HTTP commits, the relay publishes,
-  and each subscription runs its selection over the event and sends it;
+  and the subscriptions' selection runs over the event and is sent to each;
 - the floor: a bare Starlette WebSocket endpoint holding the same 1,000 connections;
   `POST /push` sends them the exact text the gateway sent, from a task, as the gateway
   does after answering the write.
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -154,38 +157,61 @@ def _report(name: str, seconds: list[float]) -> None:
     print(f"  {name:<44} {statistics.median(seconds) * 1000:8.1f} ms (median of {ROUNDS})")
 
 
-async def _gateway_rounds(
-    http: aiohttp.ClientSession, base: str, token: str, clients: Clients
-) -> tuple[list[float], list[float], str]:
+@dataclass
+class Rounds:
+    """What the counted rounds measured, in seconds."""
+
+    gateway: list[float] = field(default_factory=list)  # write sent → last client
+    firsts: list[float] = field(default_factory=list)  # write sent → first client
+    latencies: list[float] = field(default_factory=list)  # write sent → each client
+    floor: list[float] = field(default_factory=list)  # push sent → last client
+    sample: str = ""
+
+
+async def _gateway_round(
+    http: aiohttp.ClientSession, base: str, token: str, clients: Clients, key: str
+) -> float:
+    clients.expect()
+    body = {"query": PURCHASE, "variables": {"k": key}}
+    sent = time.perf_counter()
     headers = {"Authorization": f"Bearer {token}"}
-    fanouts: list[float] = []
-    latencies: list[float] = []
-    sample = ""
-    for round_ in range(ROUNDS):
-        clients.expect()
-        body = {"query": PURCHASE, "variables": {"k": f"bench-{round_}"}}
-        sent = time.perf_counter()
-        async with http.post(base + "/graphql", json=body, headers=headers) as answer:
-            assert answer.status == 200, await answer.text()
-        await asyncio.wait_for(clients.done.wait(), 60)
-        fanouts.append(max(clients.arrivals) - sent)
-        latencies.extend(arrival - sent for arrival in clients.arrivals)
-        sample = clients.texts[0]
-    return fanouts, latencies, sample
+    async with http.post(base + "/graphql", json=body, headers=headers) as answer:
+        assert answer.status == 200, await answer.text()
+    await asyncio.wait_for(clients.done.wait(), 60)
+    return sent
 
 
-async def _raw_rounds(
-    http: aiohttp.ClientSession, base: str, clients: Clients, text: str
-) -> list[float]:
-    fanouts: list[float] = []
-    for _ in range(ROUNDS):
-        clients.expect()
-        sent = time.perf_counter()
-        async with http.post(base + "/push", data=text) as answer:
-            assert int(await answer.text()) == SUBSCRIBERS
-        await asyncio.wait_for(clients.done.wait(), 60)
-        fanouts.append(max(clients.arrivals) - sent)
-    return fanouts
+async def _raw_round(http: aiohttp.ClientSession, base: str, clients: Clients, text: str) -> float:
+    clients.expect()
+    sent = time.perf_counter()
+    async with http.post(base + "/push", data=text) as answer:
+        assert int(await answer.text()) == SUBSCRIBERS
+    await asyncio.wait_for(clients.done.wait(), 60)
+    return max(clients.arrivals) - sent
+
+
+async def _rounds(
+    http: aiohttp.ClientSession,
+    gateway: tuple[str, str, Clients],
+    raw: tuple[str, Clients],
+) -> Rounds:
+    """A warm-up round of each, then ROUNDS of each in turn: a change in what else the
+    shared machine runs weighs on both sides alike."""
+    base, token, subscribed = gateway
+    raw_base, pushed = raw
+    rounds = Rounds()
+    for round_ in range(ROUNDS + 1):
+        sent = await _gateway_round(http, base, token, subscribed, f"bench-{round_}")
+        arrivals = subscribed.arrivals
+        rounds.sample = subscribed.texts[0]
+        floor = await _raw_round(http, raw_base, pushed, rounds.sample)
+        if round_ == 0:
+            continue  # warm-up
+        rounds.gateway.append(max(arrivals) - sent)
+        rounds.firsts.append(min(arrivals) - sent)
+        rounds.latencies.extend(arrival - sent for arrival in arrivals)
+        rounds.floor.append(floor)
+    return rounds
 
 
 async def main() -> None:
@@ -218,25 +244,25 @@ async def main() -> None:
                 ) as answer:
                     assert answer.status == 200
                 subscribed = await _subscribe_all(f"ws://127.0.0.1:{port}/graphql", token)
+                pushed = await _raw_all(f"ws://127.0.0.1:{raw_port}/ws")
                 try:
-                    fanouts, latencies, sample = await _gateway_rounds(
-                        http, gateway.url, token, subscribed
+                    rounds = await _rounds(
+                        http,
+                        (gateway.url, token, subscribed),
+                        (f"http://127.0.0.1:{raw_port}", pushed),
                     )
                 finally:
                     await subscribed.close()
-                pushed = await _raw_all(f"ws://127.0.0.1:{raw_port}/ws")
-                try:
-                    floor = await _raw_rounds(http, f"http://127.0.0.1:{raw_port}", pushed, sample)
-                finally:
                     await pushed.close()
         finally:
             gateway.stop()
             raw.terminate()
             raw.wait(10)
-    _report("raw WebSocket push: push sent → last client", floor)
-    _report("gateway: write sent → last client", fanouts)
-    ratio = statistics.median(floor) / statistics.median(fanouts)
-    ordered = sorted(latencies)
+    _report("raw WebSocket push: push sent → last client", rounds.floor)
+    _report("gateway: write sent → first client", rounds.firsts)
+    _report("gateway: write sent → last client", rounds.gateway)
+    ratio = statistics.median(rounds.floor) / statistics.median(rounds.gateway)
+    ordered = sorted(rounds.latencies)
     p50 = ordered[len(ordered) // 2]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     print(f"  ratio floor / gateway: {ratio:.2f}x (target >= 0.5x)")
@@ -244,7 +270,7 @@ async def main() -> None:
         f"  commit-to-client latency at {SUBSCRIBERS}: "
         f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
     )
-    print(f"  payload: {len(sample)} bytes: {sample[:120]}...")
+    print(f"  payload: {len(rounds.sample)} bytes: {rounds.sample[:120]}...")
 
 
 if __name__ == "__main__":

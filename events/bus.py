@@ -11,6 +11,11 @@ A bus moves events and token revocations to the hub of every process:
 
 Events carry their outbox id: the hub drops an id it has just delivered, so a relay that
 publishes a batch again (after a crash before it could mark it) is harmless.
+
+The hub hands the same `Event` object to every subscriber of its member: what they derive
+from it alike (a GraphQL selection run over it, its JSON text) is worked out by the first
+and kept in `Event.shared` for the others, so 1,000 tabs watching one member cost one
+rendering, not 1,000.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import contextlib
 import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +63,17 @@ class Event:
     type: str
     member_id: int | None
     payload: dict[str, Any]
+    # What the subscribers of this process derived from the event, by what it is derived
+    # for (see `shared_value`); never sent on.
+    shared: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shared_value(self, key: Hashable, derive: Callable[[], Any]) -> Any:
+        """`derive()` once per key for all the subscribers that see this event."""
+        try:
+            return self.shared[key]
+        except KeyError:
+            value = self.shared[key] = derive()
+            return value
 
     def encode(self) -> str:
         return json.dumps(
@@ -94,43 +110,56 @@ class HubStats:
     subscriptions: int = 0
 
 
-_OVERFLOW = object()
-
-
 class Subscription:
-    """The events of one member, of the types asked for, in a bounded queue."""
+    """The events of one member, of the types asked for, in a bounded queue.
+
+    A plain deque and one waiter rather than an `asyncio.Queue`: the hub offers each
+    event to every subscriber of its member in one pass, so what an offer costs is paid
+    a thousand times over for a member watched from a thousand tabs."""
 
     def __init__(self, hub: Hub, key: tuple[str, int], types: Collection[str], size: int) -> None:
         self.hub = hub
         self.key = key
         self.types = frozenset(types)
-        self.queue: asyncio.Queue[object] = asyncio.Queue(size)
+        self.size = size
         self.overflowed = False
+        self._events: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Events offered and not yet taken."""
+        return len(self._events)
 
     def offer(self, event: Event) -> None:
         if self.overflowed or event.type not in self.types:
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            dropped = self.queue.qsize() + 1
+        if len(self._events) >= self.size:
+            dropped = len(self._events) + 1
             self.overflowed = True
-            while not self.queue.empty():  # memory stays flat: what it missed is gone
-                self.queue.get_nowait()
-            self.queue.put_nowait(_OVERFLOW)
+            self._events.clear()  # memory stays flat: what it missed is gone
             self.hub.stats.dropped += dropped
             log.warning("subscriber of %s too slow: %d events dropped", self.key, dropped)
+        else:
+            self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        item = await self.queue.get()
-        if item is _OVERFLOW:
-            raise SlowConsumer(f"more than {self.queue.maxsize} events waiting")
-        assert isinstance(item, Event)
+        while not self._events and not self.overflowed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.overflowed:
+            raise SlowConsumer(f"more than {self.size} events waiting")
         self.hub.stats.delivered += 1
-        return item
+        return self._events.popleft()
 
 
 class Hub:

@@ -7,7 +7,11 @@ rows are still unpublished, and the next run (of any replica) sends them. Killed
 the publish and before the mark, a batch goes out twice; the hubs drop the repeat.
 
 It runs as soon as a transaction that wrote outbox rows commits in this process, and
-every `interval` seconds for what other processes left behind.
+every `interval` seconds for what other processes left behind. The rows a commit of this
+process wrote are published at once from what the session holds (no claim to wait for:
+subscribers get them a read sooner), then claimed and marked like any others without
+being published again. Should another replica claim them first, it publishes them too and
+the hubs drop the repeat.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,10 +39,19 @@ BATCH = 500
 INTERVAL = 1.0  # seconds between runs when nothing woke the relay
 RETRY_DELAY = 0.5  # seconds before trying again after the broker or database failed
 _WROTE_OUTBOX = "loyalty_wrote_outbox"
+EARLY_IDS = 10_000  # ids published at commit, remembered until their row is marked
 
 
 def event_of(row: OutboxEvent) -> Event:
     return Event(row.id, row.program_id, row.type, row.member_id, dict(row.payload))
+
+
+_READ = frozenset({"id", "program_id", "type", "member_id", "payload"})  # what `event_of` reads
+
+
+def _loaded(row: OutboxEvent) -> bool:
+    state = inspect(row)
+    return state.persistent and not (state.unloaded & _READ)
 
 
 class OutboxRelay:
@@ -57,6 +71,8 @@ class OutboxRelay:
         self.batch = batch
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._committed: list[Event] = []  # committed here, not yet published
+        self._early: OrderedDict[int, None] = OrderedDict()  # published, not yet marked
 
     async def publish_pending(self) -> int:
         """Publish every unpublished row; how many were published. `BrokerUnavailable`
@@ -75,9 +91,22 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await self.bus.publish([event_of(row) for row in rows])
+            await self.bus.publish([event_of(row) for row in rows if row.id not in self._early])
             await write_repository.mark_published(session, [row.id for row in rows], self.clock())
+        for row in rows:
+            self._early.pop(row.id, None)
         return len(rows)
+
+    async def _publish_committed(self) -> None:
+        """What commits of this process wrote, published before any claim."""
+        events, self._committed = self._committed, []
+        if not events:
+            return
+        await self.bus.publish(events)
+        for published in events:
+            self._early[published.id] = None
+        while len(self._early) > EARLY_IDS:
+            self._early.popitem(last=False)
 
     # -- running inside the server ---------------------------------------------------
 
@@ -99,11 +128,16 @@ class OutboxRelay:
         return bind is not None and bind.engine is self.database.engine.sync_engine
 
     def _after_flush(self, session: Session, context: Any) -> None:
-        if any(isinstance(obj, OutboxEvent) for obj in session.new) and self._ours(session):
-            session.info[_WROTE_OUTBOX] = True
+        rows = [obj for obj in session.new if isinstance(obj, OutboxEvent)]
+        if rows and self._ours(session):
+            session.info.setdefault(_WROTE_OUTBOX, []).extend(rows)
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop(_WROTE_OUTBOX, False):
+        rows: list[OutboxEvent] = session.info.pop(_WROTE_OUTBOX, [])
+        # A row a rolled-back savepoint wrote is no longer persistent: never published.
+        # One not fully loaded is left to the claim (reading it here would be I/O).
+        self._committed.extend(event_of(row) for row in rows if _loaded(row))
+        if rows:
             self.wake.set()
 
     async def _run_forever(self) -> None:
@@ -113,8 +147,10 @@ class OutboxRelay:
                     await self.wake.wait()
             self.wake.clear()
             if not self.bus.ready:
+                self._committed.clear()  # still in the outbox: claimed once the bus is back
                 continue  # after an outage: wait until this process listens again
             try:
+                await self._publish_committed()
                 await self.publish_pending()
             except BrokerUnavailable as exc:
                 log.warning("events wait in the outbox: %s", exc)

@@ -33,6 +33,7 @@ from auth.principals import Anonymous, Authenticator, Partner, Principal, Shoppe
 from auth.tokens import InvalidToken
 from events.bus import Hub
 from gateway import unavailable
+from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.websocket import (
@@ -41,7 +42,6 @@ from gateway.websocket import (
     ConnectionContext,
     RevocationWatch,
     SocketRefusal,
-    TransportHandler,
 )
 from ledger.db import Database, is_unavailable
 from ledger.service import LoyaltyService
@@ -194,7 +194,7 @@ def _replay(body: bytes) -> Receive:
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
-    graphql_transport_ws_handler_class = TransportHandler
+    graphql_transport_ws_handler_class = LiveTransportHandler
 
     def __init__(
         self,
@@ -340,6 +340,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    def encode_json(self, data: object) -> str | bytes:
+        # A subscription result shared by many subscriptions was encoded once for all.
+        text = encoded(data)
+        return text if text is not None else super().encode_json(data)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Every error with a code, the unexpected masked; counted by code."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.models import Account, Entry, EntryKind, OutboxEvent
+from ledger.models import Account, Entry, EntryKind, Hold, OutboxEvent
 
 _WRITTEN = "loyalty_outbox_written"
 
@@ -24,6 +24,14 @@ ENTRY_EVENTS = {
     EntryKind.ADJUST: "points.adjusted",
     EntryKind.EXPIRE: "points.expired",
 }
+
+
+# A checkout hold moves points between available and held without a ledger entry; its
+# events say so with these kinds (never an entry's), and types no webhook list names
+# unless it asks for them. A captured hold is the REDEEM entry it writes.
+HOLD = "HOLD"
+RELEASE = "RELEASE"
+HOLD_EVENTS = {HOLD: "points.held", RELEASE: "points.released"}
 
 
 # What an event may say about a person; erased from the member's events when forgotten.
@@ -108,6 +116,29 @@ def record(
             occurred_at=now,
             created_at=now,
         ),
+    )
+
+
+def record_hold(
+    session: AsyncSession, held: Hold, account: Account, now: datetime, kind: str
+) -> None:
+    """The event of a hold placed (`HOLD`) or given back (`RELEASE`: released, or expired
+    by the jobs): no entry, so no `transactionId`; `delta` is the change to `available`."""
+    record(
+        session,
+        held.program_id,
+        HOLD_EVENTS[kind],
+        account,
+        now,
+        {
+            "transactionId": None,
+            "kind": kind,
+            "delta": -held.points if kind == HOLD else held.points,
+            "holdId": str(held.id),
+            "holdStatus": str(held.status),  # HELD, RELEASED or EXPIRED
+            "orderId": held.order_id,
+            "points": held.points,
+        },
     )
 
 

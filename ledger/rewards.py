@@ -254,19 +254,8 @@ async def hold(scope: LedgerScope, command: HoldPoints) -> Outcome:
     )
     scope.session.add(held)
     await scope.session.flush()
-    _hold_event(scope, "points.held", held, account)
+    outbox.record_hold(scope.session, held, account, scope.now, outbox.HOLD)
     return Outcome(member_id=member.id, hold_id=held.id)
-
-
-def _hold_event(scope: LedgerScope, type_: str, held: Hold, account: Account) -> None:
-    outbox.record(
-        scope.session,
-        scope.program_id,
-        type_,
-        account,
-        scope.now,
-        {"holdId": str(held.id), "orderId": held.order_id, "points": held.points},
-    )
 
 
 async def _open_hold(scope: LedgerScope, hold_id: int, owner: str | None = None) -> Hold:
@@ -318,7 +307,7 @@ async def release_hold(scope: LedgerScope, held: Hold, status: HoldStatus) -> No
     await postings.release_hold(scope, account, held.points, held.allocations)
     held.status = status
     held.resolved_at = scope.now
-    _hold_event(scope, "points.released", held, account)
+    outbox.record_hold(scope.session, held, account, scope.now, outbox.RELEASE)
 
 
 def redeemable_now(

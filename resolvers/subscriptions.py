@@ -8,10 +8,11 @@ cached or held open at subscription time lives on into the events.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Hashable
 
 from auth import scopes
 from auth.permissions import Needs
+from auth.principals import Partner, Shopper
 from events.bus import Event, Hub, SlowConsumer
 from ledger.models import Member
 from resolvers import members
@@ -27,6 +28,8 @@ POINTS_EVENTS = frozenset(
         "points.adjusted",
         "points.expired",
         "points.activated",
+        "points.held",  # a checkout hold, and its release or expiry (no entry)
+        "points.released",
         "reward.redeemed",
     }
 )
@@ -68,6 +71,19 @@ async def _follow(
         except SlowConsumer as exc:
             if ctx.hang_up is not None:
                 await ctx.hang_up(CLOSE_SLOW_CONSUMER, f"subscriber too slow: {exc}")
+
+
+def viewer(ctx: Context) -> Hashable | None:
+    """Whom a subscription's events are rendered for: subscriptions of one member's events
+    with the same document and variables and the same viewer see each event alike, so it
+    is rendered once for all of them. A member token is its own viewer; a partner token
+    sees what its scopes let it see. None: render for this subscription alone."""
+    principal = ctx.principal
+    if isinstance(principal, Shopper):
+        return ("member", principal.program_id, principal.customer_id)
+    if isinstance(principal, Partner):
+        return ("partner", principal.program_id, principal.scopes)
+    return None
 
 
 def _hub(ctx: Context) -> Hub:

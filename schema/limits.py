@@ -19,6 +19,7 @@ refused before anything runs (QUERY_TOO_COMPLEX).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from graphql import (
@@ -51,6 +52,11 @@ from resolvers.errors import BAD_USER_INPUT, QUERY_TOO_COMPLEX
 from resolvers.pagination import cost_page
 
 MAX_COST = 5000
+# The `extensions` a result of the operation validated in this task carries (its cost),
+# for the subscription results that are encoded without Strawberry (`schema.subscriptions`).
+OPERATION_EXTENSIONS: ContextVar[dict[str, Any] | None] = ContextVar(
+    "loyalty_operation_extensions", default=None
+)
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
@@ -231,6 +237,7 @@ class QueryCost(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         self.measure()  # after `BoundedValidation`'s: only a valid document is costed
+        OPERATION_EXTENSIONS.set(self.get_results())
         yield
 
     def measure(self) -> None:

@@ -28,6 +28,7 @@ from schema.points import (
     Transaction,
     TransactionConnection,
     TransactionKind,
+    entry_kinds,
 )
 from schema.program import tier
 from schema.rewards import Redemption, RedemptionConnection, Reward
@@ -103,9 +104,10 @@ class Member:
         info: strawberry.Info[Context],
         first: int | None = 20,
         after: str | None = None,
-        kinds: list[TransactionKind] | None = None,  # type: ignore[valid-type]
+        kinds: list[TransactionKind] | None = None,
     ) -> TransactionConnection:
-        page = await points_resolvers.transactions(info.context, self.model, first, after, kinds)
+        kinds_ = entry_kinds(kinds)
+        page = await points_resolvers.transactions(info.context, self.model, first, after, kinds_)
         return connection(page, Transaction.of)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Redeemable now: tier, stock, per-member limit, balance.")

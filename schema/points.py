@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import strawberry
 
 from auth import scopes
 from auth.permissions import needs
+from ledger import outbox
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.models import Entry, EntryKind, EntryStatus
 from ledger.program import Channel as LedgerChannel
@@ -27,7 +29,41 @@ if TYPE_CHECKING:
 LazyMember = Annotated["Member", strawberry.lazy("schema.members")]
 LazyMemberRef = Annotated["MemberRef", strawberry.lazy("schema.members")]
 
-TransactionKind = strawberry.enum(EntryKind, name="TransactionKind")
+
+@strawberry.enum(
+    name="TransactionKind",
+    description="A ledger entry's kind; HOLD and RELEASE appear only in PointsEvent.kind.",
+)
+class TransactionKind(Enum):
+    """A ledger entry's kind; `HOLD` and `RELEASE` appear only in `PointsEvent`s."""
+
+    EARN = EntryKind.EARN.value
+    BONUS = EntryKind.BONUS.value
+    REDEEM = EntryKind.REDEEM.value
+    CANCEL = EntryKind.CANCEL.value
+    REFUND = EntryKind.REFUND.value
+    ADJUST = EntryKind.ADJUST.value
+    EXPIRE = EntryKind.EXPIRE.value
+    HOLD = strawberry.enum_value(
+        outbox.HOLD,
+        description="Only in events: a checkout hold moved points from available to held "
+        "(no ledger entry, so no transactionId). Matches no transaction.",
+    )
+    RELEASE = strawberry.enum_value(
+        outbox.RELEASE,
+        description="Only in events: a hold's points went back to available, released or "
+        "expired (no ledger entry). Matches no transaction. A capture is a REDEEM.",
+    )
+
+
+def entry_kinds(kinds: list[TransactionKind] | None) -> list[EntryKind] | None:
+    """The entry kinds a `kinds` filter names (HOLD and RELEASE name none)."""
+    if kinds is None:
+        return None
+    entries = {kind.value for kind in EntryKind}
+    return [EntryKind(kind.value) for kind in kinds if kind.value in entries]
+
+
 TransactionStatus = strawberry.enum(EntryStatus, name="TransactionStatus")
 Channel = strawberry.enum(LedgerChannel, name="Channel")
 
@@ -60,7 +96,7 @@ class TierStatus:
 @strawberry.type
 class Transaction:
     id: strawberry.ID
-    kind: TransactionKind  # type: ignore[valid-type]
+    kind: TransactionKind
     points: int
     status: TransactionStatus  # type: ignore[valid-type]
     order_id: str | None
@@ -73,7 +109,7 @@ class Transaction:
     def of(cls, entry: Entry) -> Transaction:
         return cls(
             id=strawberry.ID(str(entry.id)),
-            kind=EntryKind(entry.kind),
+            kind=TransactionKind(entry.kind),
             points=entry.points,
             status=EntryStatus(entry.status),
             order_id=entry.order_id,

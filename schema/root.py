@@ -15,7 +15,7 @@ from schema.points import PointsMutation
 from schema.program import Long, LongScalar, ProgramQuery
 from schema.rewards import RewardsMutation, RewardsQuery
 from schema.scalars import SCALARS
-from schema.subscriptions import Subscription
+from schema.subscriptions import SharedEventExecutor, Subscription
 
 CACHE_SIZE = 256
 
@@ -64,6 +64,7 @@ def build_schema(
         extensions=chain,  # type: ignore[arg-type]
         scalar_overrides={**SCALARS, Long: LongScalar},
         config=StrawberryConfig(disable_field_suggestions=not introspection),
+        execution_context_class=SharedEventExecutor,  # one rendering per event and selection
     )
 
 

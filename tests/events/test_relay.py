@@ -5,6 +5,7 @@ replicas) never publish a row twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import pytest
@@ -116,3 +117,42 @@ async def test_the_relay_wakes_when_a_write_commits(
         assert [e.type for e in bus.published] == ["member.enrolled", "points.earned"]
     finally:
         await relay.stop()
+
+
+def _row(clock: Clock, type_: str) -> OutboxEvent:
+    return OutboxEvent(
+        program_id="test",
+        type=type_,
+        member_id=None,
+        payload={"n": type_},
+        occurred_at=clock.now,
+        created_at=clock.now,
+    )
+
+
+async def test_a_commit_is_published_before_any_claim_and_then_only_marked(
+    database: Database, clock: Clock
+) -> None:
+    bus = RecordingBus()
+    relay = OutboxRelay(database, bus, clock, interval=60)
+    relay.start()
+    try:
+        async with database.transaction() as session:
+            with contextlib.suppress(LookupError):
+                async with session.begin_nested():  # written, then rolled back
+                    session.add(_row(clock, "rolled.back"))
+                    await session.flush()
+                    raise LookupError
+            session.add(_row(clock, "kept"))
+        async with asyncio.timeout(5):
+            while not bus.published:  # noqa: ASYNC110 (the bus's list, not an event)
+                await asyncio.sleep(0.01)
+        assert [e.type for e in bus.published] == ["kept"]
+        async with asyncio.timeout(5):
+            while await _unpublished(database):  # noqa: ASYNC110 (rows the relay marks)
+                await asyncio.sleep(0.01)
+        assert [e.type for e in bus.published] == ["kept"]  # marked, not published again
+    finally:
+        await relay.stop()
+    async with database.reading() as session:
+        assert list(await session.scalars(select(OutboxEvent.type))) == ["kept"]

@@ -196,6 +196,21 @@ async def check_invariants(session: AsyncSession) -> None:
         if entry_id is not None
     ]
     assert sorted(event_entry_ids) == sorted(entry_ids)
+    # ... and every hold (no entry) one event when placed and one when given back
+    hold_events: dict[tuple[str, str], int] = {}
+    for type_, payload in await session.execute(
+        select(OutboxEvent.type, OutboxEvent.payload).where(
+            OutboxEvent.type.in_(("points.held", "points.released"))
+        )
+    ):
+        key = (type_, str(payload["holdId"]))
+        hold_events[key] = hold_events.get(key, 0) + 1
+    expected: dict[tuple[str, str], int] = {}
+    for hold in (await session.scalars(select(Hold))).all():
+        expected[("points.held", str(hold.id))] = 1
+        if hold.status in (HoldStatus.RELEASED, HoldStatus.EXPIRED):
+            expected[("points.released", str(hold.id))] = 1
+    assert hold_events == expected
 
 
 async def run(
