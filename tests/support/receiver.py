@@ -49,6 +49,8 @@ class Receiver:
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     port: int = 0
     redirected: int = 0  # requests that followed a redirect
+    fail_first: bool = False  # answer 500 to the first request of each webhook-id
+    seen: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -78,6 +80,9 @@ class Receiver:
             if self.hang:
                 await self.released.wait()
             status = self.script.pop(0) if self.script else self.then
+            if self.fail_first and headers.get("webhook-id") not in self.seen:
+                self.seen.add(headers.get("webhook-id", ""))
+                status = 500
             if 300 <= status < 400:
                 return web.Response(status=status, headers={"Location": "/elsewhere"})
             return web.Response(status=status, body=self.body)
