@@ -30,6 +30,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,14 +51,20 @@ from ledger.program import OutgoingWebhook, Program
 log = logging.getLogger("loyalty.webhooks")
 
 CONCURRENCY = 4  # attempts in flight per endpoint, per process
+BATCH = 200  # deliveries claimed per endpoint at a time, at most
+RECORD_BATCH = 50  # attempts recorded in one transaction, when that many come quickly
+RECORD_WINDOW = 0.005  # seconds the recorder waits for more attempts to finish
 CONNECT_TIMEOUT = 5.0  # seconds to open the connection (and TLS)
 TIMEOUT = 10.0  # seconds for the whole call
-LEASE_MARGIN = timedelta(seconds=5)  # past the timeout, before another dispatcher may retry
+# A lease lasts the timeout and this margin; a claimed delivery still waiting in the
+# queue after the margin is left for its lease to run out.
+LEASE_MARGIN = timedelta(seconds=5)
 INTERVAL = 1.0  # seconds between looks for due deliveries when nothing woke the dispatcher
 RETRY_DELAY = 0.5  # seconds before looking again after the database failed
 ERROR_LIMIT = 200
 USER_AGENT = "loyalty-gateway-webhooks"
 _WROTE_DELIVERY = "loyalty_wrote_delivery"
+_WORKER = "webhook-worker"
 SEQUENCED_TYPES = tuple(webhooks.TOPIC_OF)  # the outbox types a member's sequence counts
 
 
@@ -90,6 +97,7 @@ class _Claimed:
     sequence: int
     attempts: int
     lease: str
+    claimed_at: float  # time.monotonic() of the claim
 
 
 @dataclass
@@ -128,6 +136,16 @@ def refused_endpoints(programs: Mapping[str, Program]) -> list[tuple[str, str]]:
     ]
 
 
+@dataclass
+class _Endpoint:
+    """One endpoint's deliveries claimed by this process, and its workers."""
+
+    program_id: str
+    hook: OutgoingWebhook
+    queue: deque[_Claimed] = field(default_factory=deque)
+    workers: int = 0
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -140,6 +158,7 @@ class WebhookDispatcher:
         connect_timeout: float = CONNECT_TIMEOUT,
         timeout: float = TIMEOUT,
         interval: float = INTERVAL,
+        batch: int = BATCH,
         observer: DeliveryObserver | None = None,
     ) -> None:
         self.database = database
@@ -147,6 +166,7 @@ class WebhookDispatcher:
         self.clock = clock
         self.allow_private = allow_private
         self.concurrency = concurrency
+        self.batch = batch
         self.timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(connect_timeout, timeout), sock_connect=connect_timeout
         )
@@ -155,12 +175,14 @@ class WebhookDispatcher:
         self.observer = observer
         self.wake = asyncio.Event()
         self._endpoints = {
-            (program.id, hook.url): hook
+            (program.id, hook.url): _Endpoint(program.id, hook)
             for program in programs.values()
             for hook in program.webhooks
         }
-        self._in_flight: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._results: list[tuple[_Claimed, Attempt]] = []
+        self._recording = False
+        self._progress = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._report: DispatchReport | None = None
@@ -184,10 +206,11 @@ class WebhookDispatcher:
         async with self._http():
             try:
                 while True:
+                    self._progress.clear()
                     await self._fill(now or self.clock())
                     if not self._tasks:
                         return report
-                    await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                    await self._progress.wait()
             finally:
                 self._report = self._now = None
 
@@ -248,6 +271,8 @@ class WebhookDispatcher:
         try:
             yield
         finally:
+            for task in list(self._tasks):
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._session.close()
             self._session = None
@@ -259,13 +284,22 @@ class WebhookDispatcher:
             headers={"User-Agent": USER_AGENT},
         )
 
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.get_name() == _WORKER or not self._tasks:
+            self._progress.set()  # a queue ran dry, or everything is done
+
     async def _fill(self, now: datetime) -> None:
-        """Claim due deliveries for every endpoint with a free slot and start them."""
-        async with self.database.transaction() as session:
+        """Claim due deliveries for every endpoint with room in its queue, and start
+        workers on each queue, up to the endpoint's concurrency."""
+        async with self.database.reading() as session:
             due = await deliveries_repository.due_endpoints(session, now)
-            if not due:
-                return
-            disabled = await deliveries_repository.disabled_endpoints(session)
+            disabled = await deliveries_repository.disabled_endpoints(session) if due else set()
         for key in due:
             if key in disabled:
                 async with self.database.transaction() as session:
@@ -274,24 +308,23 @@ class WebhookDispatcher:
                     )
                 continue
             endpoint = self._endpoints.get(key)
-            free = self.concurrency - self._in_flight.get(key, 0)
-            if endpoint is None or free <= 0:
+            if endpoint is None:
                 continue  # an endpoint no longer in the program file waits for it to return
-            for claimed in await self._claim(key[0], endpoint, now, free):
-                self._in_flight[key] = self._in_flight.get(key, 0) + 1
-                task = asyncio.create_task(self._deliver(claimed))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if len(endpoint.queue) <= self.batch // 2:  # claim in batches, not row by row
+                room = self.batch - len(endpoint.queue) - endpoint.workers
+                endpoint.queue.extend(await self._claim(endpoint, now, room))
+            while endpoint.queue and endpoint.workers < self.concurrency:
+                endpoint.workers += 1
+                self._spawn(self._work(endpoint), _WORKER)
 
-    async def _claim(
-        self, program_id: str, endpoint: OutgoingWebhook, now: datetime, limit: int
-    ) -> list[_Claimed]:
+    async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
         lease = secrets.token_hex(16)
+        claimed_at = time.monotonic()
         async with self.database.transaction() as session:
             rows = await deliveries_repository.claim_due(
                 session,
-                program_id,
-                endpoint.url,
+                endpoint.program_id,
+                endpoint.hook.url,
                 now,
                 limit,
                 lease=lease,
@@ -306,23 +339,17 @@ class WebhookDispatcher:
             members = await deliveries_repository.members_by_ids(
                 session, [e.member_id for e in events.values() if e.member_id is not None]
             )
+            sequences = await deliveries_repository.member_sequences(
+                session,
+                [events[row.outbox_id] for row in rows if row.sequence is None and row.outbox_id],
+                SEQUENCED_TYPES,
+            )
             claimed = []
             for row in rows:
                 outbox_event = events[row.outbox_id] if row.outbox_id is not None else None
                 if outbox_event is None:
                     continue  # an outbound delivery always names its event
-                sequence = row.sequence
-                if sequence is None:
-                    sequence = (
-                        await deliveries_repository.member_sequence(
-                            session,
-                            outbox_event.member_id,
-                            outbox_event.id,
-                            list(webhooks.TOPIC_OF),
-                        )
-                        if outbox_event.member_id is not None
-                        else 0
-                    )
+                sequence = row.sequence or sequences.get(outbox_event.id)
                 member = members.get(outbox_event.member_id or 0)
                 body = json.dumps(
                     webhooks.payload(row, outbox_event, member, sequence or 0),
@@ -331,28 +358,61 @@ class WebhookDispatcher:
                 claimed.append(
                     _Claimed(
                         row.id,
-                        program_id,
-                        endpoint,
+                        endpoint.program_id,
+                        endpoint.hook,
                         webhooks.message_id(row),
                         body,
                         sequence or 0,
                         row.attempts,
                         lease,
+                        claimed_at,
                     )
                 )
         return claimed
 
-    async def _deliver(self, claimed: _Claimed) -> None:
-        key = (claimed.program_id, claimed.endpoint.url)
+    async def _work(self, endpoint: _Endpoint) -> None:
+        """Attempt the endpoint's queued deliveries one after the other. A delivery that
+        waited in the queue too long to finish within its lease is left to the lease:
+        tried again once it runs out, never by two dispatchers at once."""
         try:
-            attempt = await self._attempt(claimed)
-            await self._record(claimed, attempt, self._now or self.clock())
-        except (SQLAlchemyError, OSError) as exc:
-            # The lease runs out and the delivery is tried again: at least once.
-            log.warning("webhook attempt not recorded: %s", exc)
+            while endpoint.queue:
+                claimed = endpoint.queue.popleft()
+                if time.monotonic() - claimed.claimed_at > LEASE_MARGIN.total_seconds():
+                    continue
+                if len(endpoint.queue) == self.batch // 2:
+                    self.wake.set()  # claim the next ones while these go out
+                    self._progress.set()
+                attempt = await self._attempt(claimed)
+                self._results.append((claimed, attempt))
+                if not self._recording:
+                    self._recording = True
+                    self._spawn(self._record_results(), "webhook-recorder")
         finally:
-            self._in_flight[key] -= 1
+            endpoint.workers -= 1
             self.wake.set()
+
+    async def _record_results(self) -> None:
+        """Record every attempt made so far in one transaction, until none is left."""
+        try:
+            while self._results:
+                # A moment for the attempts in flight to finish: one transaction records
+                # them all (a write costs a disk flush; an attempt to a fast receiver less).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RECORD_WINDOW):
+                        while len(self._results) < RECORD_BATCH and self._busy_workers():  # noqa: ASYNC110
+                            await asyncio.sleep(RECORD_WINDOW / 5)
+                results, self._results = self._results, []
+                try:
+                    await self._record(results, self._now or self.clock())
+                except (SQLAlchemyError, OSError) as exc:
+                    # The leases run out and the deliveries are tried again: at least once.
+                    log.warning("webhook attempts not recorded: %s", exc)
+                self._progress.set()
+        finally:
+            self._recording = False
+
+    def _busy_workers(self) -> bool:
+        return any(endpoint.workers for endpoint in self._endpoints.values())
 
     async def _attempt(self, claimed: _Claimed) -> Attempt:
         """One signed POST; never raises for what the endpoint or the network does."""
@@ -385,51 +445,63 @@ class WebhookDispatcher:
         text = answer.decode("utf-8", errors="replace")
         return Attempt(status, _ms(started), body=text)
 
-    async def _record(self, claimed: _Claimed, attempt: Attempt, now: datetime) -> None:
-        attempts = claimed.attempts + 1
-        disable = attempt.status == 410
-        if attempt.refused:
-            outcome, next_at = DeliveryOutcome.REFUSED, None
-        elif attempt.status is not None and 200 <= attempt.status < 300:
-            outcome, next_at = DeliveryOutcome.DELIVERED, None
-        elif disable:
-            outcome, next_at = DeliveryOutcome.DISABLED, None
-        else:
-            next_at = rules.webhook_retry_at(attempts, attempt.status, now)
-            outcome = DeliveryOutcome.PENDING if next_at is not None else DeliveryOutcome.DEAD
-        entry = {
-            "at": now.isoformat(),
-            "status": attempt.status,
-            "latencyMs": attempt.latency_ms,
-            "error": attempt.error,
-            "body": attempt.body,
-        }
-        async with self.database.transaction() as session:
-            recorded = await deliveries_repository.record_attempt(
-                session,
-                claimed.delivery_id,
-                claimed.lease,
-                outcome=outcome,
-                next_attempt_at=next_at,
-                status=attempt.status,
-                sequence=claimed.sequence,
-                attempt=entry,
-                log_limit=webhooks.ATTEMPT_LOG_LIMIT,
-                at=now,
-            )
-            if recorded and disable:
-                await deliveries_repository.disable_endpoint(
-                    session, claimed.program_id, claimed.endpoint.url, now, "410 Gone"
+    async def _record(self, results: list[tuple[_Claimed, Attempt]], now: datetime) -> None:
+        records = []
+        for claimed, attempt in results:
+            attempts = claimed.attempts + 1
+            if attempt.refused:
+                outcome, next_at = DeliveryOutcome.REFUSED, None
+            elif attempt.status is not None and 200 <= attempt.status < 300:
+                outcome, next_at = DeliveryOutcome.DELIVERED, None
+            elif attempt.status == 410:
+                outcome, next_at = DeliveryOutcome.DISABLED, None
+            else:
+                next_at = rules.webhook_retry_at(attempts, attempt.status, now)
+                outcome = DeliveryOutcome.PENDING if next_at is not None else DeliveryOutcome.DEAD
+            entry = {
+                "at": now.isoformat(),
+                "status": attempt.status,
+                "latencyMs": attempt.latency_ms,
+                "error": attempt.error,
+                "body": attempt.body,
+            }
+            records.append(
+                deliveries_repository.AttemptRecord(
+                    claimed.delivery_id,
+                    claimed.lease,
+                    outcome,
+                    next_at,
+                    attempt.status,
+                    claimed.sequence,
+                    entry,
                 )
-        if not recorded:
-            return
-        label = "RETRYING" if outcome == DeliveryOutcome.PENDING else str(outcome)
-        if self._report is not None:
-            self._report.count(claimed.program_id, label)
+            )
+        latency = {claimed.delivery_id: attempt.latency_ms for claimed, attempt in results}
+        program_of = {claimed.delivery_id: claimed for claimed, _ in results}
+        async with self.database.transaction() as session:
+            recorded = await deliveries_repository.record_attempts(
+                session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
+            )
+            gone = {
+                (program_of[r.delivery_id].program_id, program_of[r.delivery_id].endpoint.url)
+                for r in recorded
+                if r.outcome == DeliveryOutcome.DISABLED
+            }
+            for program_id, url in sorted(gone):
+                await deliveries_repository.disable_endpoint(
+                    session, program_id, url, now, "410 Gone"
+                )
+        for record in recorded:
+            label = "RETRYING" if record.outcome == DeliveryOutcome.PENDING else str(record.outcome)
+            if self._report is not None:
+                self._report.count(program_of[record.delivery_id].program_id, label)
+            if self.observer is not None:
+                milliseconds = latency[record.delivery_id]
+                self.observer.attempted(
+                    label, None if milliseconds is None else milliseconds / 1000
+                )
         if self.observer is not None:
-            seconds = None if attempt.latency_ms is None else attempt.latency_ms / 1000
-            self.observer.attempted(label, seconds)
-            if disable:
+            for _ in gone:
                 self.observer.endpoint_disabled()
 
 

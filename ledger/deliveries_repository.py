@@ -10,6 +10,7 @@ A process killed mid-attempt leaves the lease to run out; any replica then tries
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -177,52 +178,72 @@ async def members_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     return {row.id: row for row in rows}
 
 
-async def member_sequence(
-    session: AsyncSession, member_id: int, event_id: int, types: Sequence[str]
-) -> int:
-    """How many of the member's events of `types` the outbox holds up to `event_id`: the
-    event's sequence number (a member's writes are serialized by its account lock, so
-    its events' ids follow their commit order)."""
-    count = await session.scalar(
-        select(func.count()).where(
-            OutboxEvent.member_id == member_id,
-            OutboxEvent.id <= event_id,
-            OutboxEvent.type.in_(types),
+async def member_sequences(
+    session: AsyncSession, events: Sequence[OutboxEvent], types: Sequence[str]
+) -> dict[int, int]:
+    """Each event's sequence number: how many of its member's events of `types` the
+    outbox holds up to it (a member's writes are serialized by its account lock, so its
+    events' ids follow their commit order). Two statements per member."""
+    by_member: dict[int, list[int]] = {}
+    for outbox_event in events:
+        if outbox_event.member_id is not None:
+            by_member.setdefault(outbox_event.member_id, []).append(outbox_event.id)
+    sequences: dict[int, int] = {}
+    for member_id, ids in by_member.items():
+        of_member = (OutboxEvent.member_id == member_id, OutboxEvent.type.in_(types))
+        before = await session.scalar(
+            select(func.count()).where(*of_member, OutboxEvent.id < min(ids))
         )
-    )
-    return int(count or 0)
+        between = await session.scalars(
+            select(OutboxEvent.id)
+            .where(*of_member, OutboxEvent.id >= min(ids), OutboxEvent.id <= max(ids))
+            .order_by(OutboxEvent.id)
+        )
+        for offset, event_id in enumerate(between, start=int(before or 0) + 1):
+            sequences[event_id] = offset
+    return sequences
 
 
-async def record_attempt(
-    session: AsyncSession,
-    delivery_id: int,
-    lease: str,
-    *,
-    outcome: DeliveryOutcome,
-    next_attempt_at: datetime | None,
-    status: int | None,
-    sequence: int | None,
-    attempt: dict[str, Any],
-    log_limit: int,
-    at: datetime,
-) -> bool:
-    """Record one attempt of a delivery still leased to `lease`; False when the lease was
-    lost (it ran out and another dispatcher took the delivery, or an operator retried)."""
-    row = await session.scalar(
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt to record: what it gave and what follows from it."""
+
+    delivery_id: int
+    lease: str
+    outcome: DeliveryOutcome
+    next_attempt_at: datetime | None
+    status: int | None
+    sequence: int | None
+    attempt: dict[str, Any]
+
+
+async def record_attempts(
+    session: AsyncSession, records: Sequence[AttemptRecord], *, log_limit: int, at: datetime
+) -> list[AttemptRecord]:
+    """Record attempts of deliveries still leased to the dispatcher that made them; the
+    ones recorded (a lease is lost when it ran out and another dispatcher took the
+    delivery, or when an operator retried it meanwhile)."""
+    by_id = {record.delivery_id: record for record in records}
+    rows = await session.scalars(
         select(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.lease == lease)
+        .where(WebhookDelivery.id.in_(list(by_id)))
+        .order_by(WebhookDelivery.id)
         .with_for_update()
     )
-    if row is None:
-        return False
-    row.attempts += 1
-    row.attempt_log = [*row.attempt_log, attempt][-log_limit:]
-    row.outcome = outcome
-    row.next_attempt_at = next_attempt_at
-    row.last_status = status
-    row.lease = None
-    if sequence is not None:
-        row.sequence = sequence
-    row.updated_at = at
+    recorded = []
+    for row in rows:
+        record = by_id[row.id]
+        if row.lease != record.lease:
+            continue
+        row.attempts += 1
+        row.attempt_log = [*row.attempt_log, record.attempt][-log_limit:]
+        row.outcome = record.outcome
+        row.next_attempt_at = record.next_attempt_at
+        row.last_status = record.status
+        row.lease = None
+        if record.sequence is not None:
+            row.sequence = record.sequence
+        row.updated_at = at
+        recorded.append(record)
     await session.flush()
-    return True
+    return recorded

@@ -281,6 +281,7 @@ async def test_the_ledger_writes_while_an_endpoint_hangs(database: Database, clo
             await stuck.wait_for(1)
             members = [await enroll(database, service, f"c-{n}") for n in range(1, 20)]
             assert len(members) == 19  # each write committed while the call hangs
-            assert stuck.in_flight == 4
+            await _wait_until(lambda: stuck.in_flight == 4)
+            assert stuck.most_in_flight == 4  # the endpoint's concurrency, never more
         finally:
             await sender.stop()
