@@ -26,6 +26,7 @@ from ledger.models import (
     WebhookEndpoint,
 )
 
+# Failed, for `failedOnly`: dead, refused, disabled, or waiting after a failed attempt.
 _FAILED = (DeliveryOutcome.DEAD, DeliveryOutcome.REFUSED, DeliveryOutcome.DISABLED)
 
 
@@ -156,16 +157,6 @@ async def due_endpoints(session: AsyncSession, now: datetime) -> list[tuple[str,
         .distinct()
     )
     return [(program_id, url) for program_id, url in rows.all()]
-
-
-async def next_due(session: AsyncSession) -> datetime | None:
-    """The soonest `next_attempt_at` of a pending outbound delivery."""
-    return await session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at)).where(
-            WebhookDelivery.direction == DeliveryDirection.OUT,
-            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
-        )
-    )
 
 
 async def events_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, OutboxEvent]:

@@ -68,8 +68,6 @@ TOPIC_OF = {
 PROGRAM_KEY = "loyalty_program"
 ATTEMPT_LOG_LIMIT = 20  # attempts kept per delivery (a manual retry adds more)
 BODY_LIMIT = 1024  # bytes of a receiver's answer kept per attempt
-# Failed, for `failedOnly`: dead, refused, disabled, or waiting after a failed attempt.
-FAILED_OUTCOMES = (DeliveryOutcome.DEAD, DeliveryOutcome.REFUSED, DeliveryOutcome.DISABLED)
 
 
 class UnknownDelivery(LedgerError):
