@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from events.webhooks import WebhookDispatcher
-from ledger.commands import AdjustPoints, MemberRef
+from ledger.commands import AdjustPoints, ForgetMember, MemberRef
 from ledger.db import Database
 from ledger.models import DeliveryOutcome, WebhookDelivery, WebhookEndpoint
 from ledger.service import LoyaltyService
@@ -285,3 +285,17 @@ async def test_the_ledger_writes_while_an_endpoint_hangs(database: Database, clo
             assert stuck.most_in_flight == 4  # the endpoint's concurrency, never more
         finally:
             await sender.stop()
+
+
+async def test_a_forgotten_member_is_not_named_in_deliveries_still_due(
+    database: Database, clock: Clock
+) -> None:
+    async with receiving(Receiver()) as hook:
+        service = no_bonus(clock, {"url": hook.url, "secret": SECRET})
+        member = await enroll(database, service, "c-1")
+        await run(database, service, ForgetMember("f-1", MemberRef(id=member)))
+        await dispatcher(database, service, clock).run_due(clock.now)
+    (received,) = hook.received  # member.forgotten is not a webhook topic
+    assert received.payload["type"] == "member.enrolled"
+    assert received.payload["data"]["customerId"] is None
+    assert received.payload["data"]["memberId"] == str(member)
