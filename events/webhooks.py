@@ -217,6 +217,8 @@ class WebhookDispatcher:
     # -- running inside the server ---------------------------------------------------
 
     def start(self) -> None:
+        if not self._endpoints:
+            return  # no program has an endpoint: nothing to look for
         event.listen(Session, "after_flush", self._after_flush)
         event.listen(Session, "after_commit", self._after_commit)
         self._task = asyncio.create_task(self._run_forever())
@@ -297,6 +299,8 @@ class WebhookDispatcher:
     async def _fill(self, now: datetime) -> None:
         """Claim due deliveries for every endpoint with room in its queue, and start
         workers on each queue, up to the endpoint's concurrency."""
+        if not self._endpoints:
+            return
         async with self.database.reading() as session:
             due = await deliveries_repository.due_endpoints(session, now)
             disabled = await deliveries_repository.disabled_endpoints(session) if due else set()
