@@ -1,5 +1,6 @@
 """The Starlette application: one database, one authorization server, one HTTP client
-session for outbound calls, and the job scheduler, all owned by the lifespan."""
+session for outbound calls, the outbox relay, the webhook dispatcher and the job
+scheduler, all owned by the lifespan."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from auth.tokens import TokenIssuer
 from events import bus as events_bus
 from events.bus import Hub
 from events.relay import OutboxRelay
+from events.webhooks import WebhookDispatcher
 from gateway import oauth, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
@@ -90,6 +92,14 @@ def create_app(
         http = aiohttp.ClientSession()
         jobs: asyncio.Task[None] | None = None
         relay = OutboxRelay(database, bus, clock)
+        dispatcher = WebhookDispatcher(
+            database,
+            programs,
+            clock,
+            allow_private=settings.allow_private_webhooks,
+            timeout=settings.webhook_timeout,
+            observer=metrics.webhooks,
+        )
         try:
             async with database.transaction() as session:
                 key = await load_signing_key(session, key_pem)
@@ -110,6 +120,8 @@ def create_app(
             relay.start()
             revocations.start(database, authorization)
             app.state.relay = relay
+            dispatcher.start()
+            app.state.webhooks = dispatcher
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
@@ -120,6 +132,7 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await dispatcher.stop()
             await revocations.stop()
             await relay.stop()
             await bus.close()

@@ -15,6 +15,7 @@ import uvicorn
 from auth import scopes
 from auth.server import AuthorizationServer, ClientCredentials, load_signing_key
 from auth.tokens import TokenIssuer
+from events.webhooks import WebhookDispatcher
 from gateway import scheduler
 from gateway.migrate import upgrade
 from gateway.settings import Settings
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = jobs_commands.add_parser(
         "run",
         help="activate pending points, expire lots, re-evaluate tiers, birthday bonuses, "
-        "release stale holds",
+        "release stale holds, send due webhooks",
     )
     run.add_argument("--now", type=_parse_now, help="run as of this ISO-8601 time")
     demo = commands.add_parser("demo", help="run the embedded demo on a throwaway database")
@@ -134,11 +135,26 @@ async def _create_client(
 
 
 async def run_jobs(settings: Settings, now: datetime | None) -> dict[str, dict[str, int]]:
-    """Run the scheduled work of every program once, each in its own transaction."""
-    service = LoyaltyService(settings.load_programs())
+    """Run the scheduled work of every program once, each in its own transaction, then
+    the webhook deliveries due by then (`webhooks_<OUTCOME>`: attempts by outcome)."""
+    programs = settings.load_programs()
+    service = LoyaltyService(programs)
     database = Database(settings.database_url)
+    moment = now or datetime.now(UTC)
     try:
-        return await scheduler.run_once(service, database, now or datetime.now(UTC))
+        reports = await scheduler.run_once(service, database, moment)
+        dispatcher = WebhookDispatcher(
+            database,
+            programs,
+            lambda: moment,
+            allow_private=settings.allow_private_webhooks,
+            timeout=settings.webhook_timeout,
+        )
+        sent = await dispatcher.run_due(moment)
+        for program_id, outcomes in sent.outcomes.items():
+            for outcome, count in outcomes.items():
+                reports[program_id][f"webhooks_{outcome.lower()}"] = count
+        return reports
     finally:
         await database.dispose()
 

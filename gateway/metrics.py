@@ -1,5 +1,6 @@
 """Prometheus metrics: requests by operation name, latency, errors by code; WebSocket
-connections, active subscriptions, and events published, delivered and dropped."""
+connections, active subscriptions, and events published, delivered and dropped;
+outgoing webhook attempts, their latency, dead letters and disabled endpoints."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhooks = WebhookMetrics(self.registry)
+
     def watch(self, hub: Hub) -> None:
         """Report the hub's subscriptions and event counts."""
         self.registry.register(_HubCollector(hub))
@@ -105,6 +108,45 @@ class Metrics:
             headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
             return Response("metrics need the metrics token", 401, headers=headers)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class WebhookMetrics:
+    """Outgoing webhooks: attempts by outcome, their latency, dead letters, endpoints
+    disabled (the dispatcher's `DeliveryObserver`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "loyalty_webhook_deliveries",
+            "Outgoing webhook attempts by outcome (DELIVERED, RETRYING, DEAD, REFUSED, DISABLED)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "loyalty_webhook_attempt_duration_seconds",
+            "Time from sending an outgoing webhook to its answer (or its failure)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "loyalty_webhook_dead_letters",
+            "Outgoing webhook deliveries that ran out of attempts",
+            registry=registry,
+        )
+        self.disabled = Counter(
+            "loyalty_webhook_endpoints_disabled",
+            "Outgoing webhook endpoints disabled by a 410",
+            registry=registry,
+        )
+
+    def attempted(self, outcome: str, seconds: float | None) -> None:
+        self.deliveries.labels(outcome).inc()
+        if seconds is not None:
+            self.latency.observe(seconds)
+        if outcome == "DEAD":
+            self.dead_letters.inc()
+
+    def endpoint_disabled(self) -> None:
+        self.disabled.inc()
 
 
 class _HubCollector(Collector):

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # seconds between two reads of the revocation list for the tokens connections hold
     revocation_check: float = Field(default=2.0, gt=0)
     allow_private_webhooks: bool = False
+    webhook_timeout: float = Field(default=10, gt=0)  # seconds per outgoing webhook call
     metrics_token: str | None = None
 
     def origins(self) -> list[str]:

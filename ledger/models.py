@@ -23,7 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -308,3 +308,64 @@ class ForgottenCustomer(Base):
     program_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     customer_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     forgotten_at: Mapped[datetime]
+
+
+class DeliveryDirection(StrEnum):
+    IN = "IN"  # a platform's webhook to the gateway
+    OUT = "OUT"  # an event of the gateway to a `[[webhooks]]` endpoint
+
+
+class DeliveryOutcome(StrEnum):
+    PENDING = "PENDING"  # waiting for its next attempt (`next_attempt_at`)
+    DELIVERED = "DELIVERED"  # the receiver answered 2xx
+    DEAD = "DEAD"  # attempts exhausted: a dead letter, retried only by hand
+    REFUSED = "REFUSED"  # the endpoint is a private address: nothing was sent
+    DISABLED = "DISABLED"  # the endpoint answered 410 (this or an earlier delivery)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint (OUT), or one platform webhook received (IN), with
+    every attempt: time, HTTP status, latency and the first bytes of the answer."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "endpoint"),
+        UniqueConstraint("program_id", "direction", "endpoint", "event_id"),
+        Index("ix_webhook_deliveries_due", "direction", "outcome", "next_attempt_at"),
+        Index("ix_webhook_deliveries_program_id_id", "program_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    direction: Mapped[DeliveryDirection] = mapped_column(String(3))
+    program_id: Mapped[str] = mapped_column(String(63))
+    # OUT: the endpoint's URL; IN: the source (`shopify`, `stripe`, ...).
+    endpoint: Mapped[str] = mapped_column(String(2048))
+    # OUT: the outbox event delivered; IN: the platform's own event id.
+    outbox_id: Mapped[int | None] = mapped_column(Id, ForeignKey("outbox.id"))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[DeliveryOutcome] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    # Set while one dispatcher holds the delivery (until `next_attempt_at`, its lease).
+    lease: Mapped[str | None] = mapped_column(String(32))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    # The member's sequence number of the event, so receivers can order them.
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    # [{"at", "status", "latencyMs", "error", "body"}], oldest first, bounded.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    event: Mapped[OutboxEvent | None] = relationship(lazy="raise")
+
+
+class WebhookEndpoint(Base):
+    """The state of an outgoing endpoint kept across restarts: disabled by a 410."""
+
+    __tablename__ = "webhook_endpoints"
+
+    program_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    disabled_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(200))

@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger import webhooks
 from ledger.models import Account, Entry, EntryKind, Hold, OutboxEvent
+from ledger.program import Program
 
 _WRITTEN = "loyalty_outbox_written"
 
@@ -153,6 +155,9 @@ def _restate_tier(session: AsyncSession, account: Account) -> None:
 def _add(session: AsyncSession, event: OutboxEvent) -> None:
     session.add(event)
     _written(session).append(event)  # the session holds flushed objects only weakly
+    program: Program | None = session.info.get(webhooks.PROGRAM_KEY)
+    if program is not None:
+        webhooks.fan_out(session, program, event, event.created_at)
 
 
 def _written(session: AsyncSession) -> list[OutboxEvent]:

@@ -6,6 +6,8 @@ reason, so the gateway refuses to start rather than run a half-understood progra
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import tomllib
 from datetime import datetime
@@ -127,9 +129,60 @@ class MemberTokens(_Section):
 
 
 class OutgoingWebhook(_Section):
-    url: str = Field(pattern=r"^https?://")
-    secret: str = Field(min_length=1)
+    """One receiver of the program's events, signed per Standard Webhooks.
+
+    `secret` signs every delivery; during a rotation `secrets` lists more (the new one
+    and the old one), and each delivery carries one signature per secret. `events`
+    empty means every topic."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    secret: str | None = None
+    secrets: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_decodes(cls, value: str | None) -> str | None:
+        return None if value is None else _signing_secret(value)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_decode(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_signing_secret(value) for value in values)
+
+    @field_validator("events")
+    @classmethod
+    def _known_topics(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        from ledger.webhooks import TOPICS
+
+        for value in values:
+            if value not in TOPICS:
+                raise ValueError(f"unknown event {value!r}; one of {', '.join(TOPICS)}")
+        return values
+
+    @model_validator(mode="after")
+    def _has_secret(self) -> Self:
+        if not self.signing_secrets:
+            raise ValueError("give `secret` (or `secrets`) to sign the deliveries with")
+        return self
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """Every secret a delivery is signed with: `secret` first, then `secrets`."""
+        first = () if self.secret is None else (self.secret,)
+        return tuple(dict.fromkeys(first + self.secrets))
+
+
+def _signing_secret(value: str) -> str:
+    """A Standard Webhooks secret: base64 of 24 to 64 bytes, optionally `whsec_`-prefixed."""
+    raw = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError("a webhook secret is base64 (`whsec_...`)") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a webhook secret holds 24 to 64 bytes")
+    return value
 
 
 class Crm(_Section):
@@ -219,6 +272,9 @@ class Program(_Section):
             keys = [item.id if isinstance(item, RewardSeed) else item.type for item in items]
             if len(set(keys)) != len(keys):
                 raise _KeyError(kind, "ids must be unique")
+        urls = [webhook.url for webhook in self.webhooks]
+        if len(set(urls)) != len(urls):
+            raise _KeyError("webhooks", "each endpoint url appears once")
         return self
 
     @property

@@ -523,3 +523,29 @@ def kinds_matching(kinds: Iterable[K] | None) -> tuple[K, ...] | None:
     """The entry kinds a history asks for, as a filter: None (no filter given) matches
     every kind; an empty list matches none; otherwise each kind once, sorted."""
     return None if kinds is None else tuple(sorted(set(kinds)))
+
+
+# Outgoing webhooks: the wait before each retry after a failed attempt; after the last,
+# the delivery is dead. The first attempt is at once.
+WEBHOOK_RETRY_DELAYS = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+)
+# A 4xx other than 408 and 429 (or a redirect, which is not followed) says the receiver
+# refuses this request as it is: retried on the same schedule, dead after this many.
+WEBHOOK_REFUSED_ATTEMPTS = 3
+
+
+def webhook_retry_at(attempts: int, status: int | None, at: datetime) -> datetime | None:
+    """When to try again after the `attempts`-th attempt failed at `at` with HTTP `status`
+    (None: no answer — refused connection, timeout, reset); None when it is dead."""
+    refused = status is not None and (300 <= status < 500) and status not in (408, 429)
+    if refused and attempts >= WEBHOOK_REFUSED_ATTEMPTS:
+        return None
+    if attempts > len(WEBHOOK_RETRY_DELAYS):
+        return None
+    return at + WEBHOOK_RETRY_DELAYS[attempts - 1]

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import write_repository
+from ledger import webhooks, write_repository
 from ledger.errors import InvalidInput, UnknownMember
 from ledger.models import Member
 from ledger.program import Program
@@ -25,6 +25,10 @@ class LedgerScope:
     session: AsyncSession
     program: Program
     now: datetime
+
+    def __post_init__(self) -> None:
+        # The outbox writes a delivery per matching `[[webhooks]]` endpoint of the program.
+        self.session.info[webhooks.PROGRAM_KEY] = self.program
 
     @property
     def program_id(self) -> str:

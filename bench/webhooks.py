@@ -1,0 +1,157 @@
+"""Outgoing webhooks: deliveries per second to a fast local receiver, against a bare
+aiohttp POST loop to the same receiver in the same run; and the time from a write's
+commit to the first attempt of its delivery while the ledger takes writes.
+
+The floor POSTs the same signed-size body with the same concurrency per endpoint as the
+dispatcher, and does nothing else: no claim, no signature, no record of the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from events.webhooks import CONCURRENCY, WebhookDispatcher
+from gateway.migrate import upgrade_async
+from ledger.commands import AdjustPoints, EnrollMember, MemberRef
+from ledger.db import Database
+from ledger.program import parse_program
+from ledger.service import LoyaltyService
+
+DELIVERIES = 1000
+LATENCY_WRITES = 400
+WRITE_INTERVAL = 0.01  # seconds between writes while measuring commit-to-attempt
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.count = 0
+        self.arrivals: dict[str, float] = {}  # transaction id -> when it first arrived
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.count += 1
+        if request.headers.get("webhook-id"):
+            data = json.loads(body)["data"]
+            self.arrivals.setdefault(str(data.get("transactionId")), time.perf_counter())
+        return web.Response(text="ok")
+
+
+async def _serve(receiver: _Receiver) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/hook"
+
+
+async def _bare_loop(url: str, body: bytes, count: int) -> float:
+    """Seconds for `count` POSTs with CONCURRENCY in flight, reading each answer."""
+    left = count
+    async with aiohttp.ClientSession() as http:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                async with http.post(url, data=body) as answer:
+                    await answer.read()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return time.perf_counter() - began
+
+
+def _program(url: str) -> Any:
+    return parse_program(
+        {
+            "id": "bench",
+            "name": "Bench",
+            "currency": "USD",
+            "webhooks": [{"url": url, "secret": SECRET, "events": ["points.adjusted"]}],
+        }
+    )
+
+
+async def main() -> None:
+    receiver = _Receiver()
+    runner, url = await _serve(receiver)
+    program = _program(url)
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            database_url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
+            await upgrade_async(database_url)
+            database = Database(database_url)
+            service = LoyaltyService({program.id: program}, clock=lambda: now)
+            async with database.transaction() as session:
+                await service.execute(session, "bench", "bench", EnrollMember("e", "m-1"))
+            for i in range(DELIVERIES):
+                command = AdjustPoints(f"a{i}", MemberRef(customer_id="m-1"), 1, "bench")
+                async with database.transaction() as session:
+                    await service.execute(session, "bench", "bench", command)
+            dispatcher = WebhookDispatcher(
+                database, service.programs, lambda: now, allow_private=True
+            )
+            began = time.perf_counter()
+            report = await dispatcher.run_due(now)
+            dispatched = time.perf_counter() - began
+            assert report.outcomes == {"bench": {"DELIVERED": DELIVERIES}}, report.outcomes
+            sample = {"type": "points.adjusted", "timestamp": now.isoformat(), "data": {}}
+            body = json.dumps(sample).encode().ljust(420)  # the size of a delivery's body
+            bare = await _bare_loop(url, body, DELIVERIES)
+            latencies = await _commit_to_attempt(database, program, receiver)
+            await database.dispose()
+    finally:
+        await runner.cleanup()
+    rate, floor = DELIVERIES / dispatched, DELIVERIES / bare
+    print(f"floor: bare aiohttp POST loop, {CONCURRENCY} in flight = {floor:.0f} requests/s")
+    print(
+        f"{'webhook deliveries':<24} {rate / floor:6.2f} × floor   ({rate:.0f} deliveries/s, "
+        "SQLite, signed, each attempt recorded)"
+    )
+    p50 = statistics.median(latencies)
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    print(
+        f"{'commit → first attempt':<24} p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms "
+        f"({len(latencies)} writes at {1 / WRITE_INTERVAL:.0f}/s)"
+    )
+
+
+async def _commit_to_attempt(database: Database, program: Any, receiver: _Receiver) -> list[float]:
+    """Seconds from each write's commit to its delivery's arrival, with the dispatcher
+    running in the background (woken by the commits) while writes keep coming."""
+    service = LoyaltyService({program.id: program})
+    dispatcher = WebhookDispatcher(database, service.programs, _utcnow, allow_private=True)
+    dispatcher.start()
+    committed: dict[str, float] = {}
+    try:
+        for i in range(LATENCY_WRITES):
+            command = AdjustPoints(f"l{i}", MemberRef(customer_id="m-1"), 1, "bench")
+            async with database.transaction() as session:
+                outcome = await service.execute(session, "bench", "bench", command)
+            committed[str(outcome.entry_id)] = time.perf_counter()
+            await asyncio.sleep(WRITE_INTERVAL)
+        async with asyncio.timeout(60):
+            while not all(key in receiver.arrivals for key in committed):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        await dispatcher.stop()
+    return [receiver.arrivals[key] - at for key, at in committed.items()]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

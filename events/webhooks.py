@@ -1,0 +1,519 @@
+"""The outgoing-webhook dispatcher: due deliveries to each `[[webhooks]]` endpoint,
+signed per Standard Webhooks, at least once, across restarts and replicas.
+
+A change writes its delivery rows in its own transaction (`ledger/webhooks.py`). The
+dispatcher claims due rows per endpoint under a lease (`ledger/deliveries_repository.py`),
+sends them with no transaction open, and records each attempt: time, status, latency
+and the first KiB of the answer. Then:
+
+- 2xx: DELIVERED.
+- 410: the endpoint is disabled (no more attempts to it until an operator retries one).
+- 5xx, 408, 429, timeouts, refused or reset connections: again after 5 s, 5 min,
+  30 min, 2 h, 5 h, 10 h, then DEAD (seven attempts).
+- another 4xx, or a redirect (never followed): the same schedule, but DEAD after three.
+- an address the guard refuses: REFUSED at once, nothing sent, not retried.
+
+Every attempt of one delivery carries the same `webhook-id`; `webhook-timestamp` is the
+moment of sending (receivers check it against their clock), and `webhook-signature`
+holds one `v1,` signature per secret of the endpoint (rotation).
+
+Each endpoint has at most `concurrency` attempts in flight in a process, and every call
+has a connect and a total timeout, so a slow or dead endpoint holds only its own slots:
+other endpoints and ledger writes never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook
+
+from events import webhook_guard
+from ledger import deliveries_repository, rules, webhooks
+from ledger.db import Database
+from ledger.models import DeliveryOutcome, WebhookDelivery
+from ledger.program import OutgoingWebhook, Program
+
+log = logging.getLogger("loyalty.webhooks")
+
+CONCURRENCY = 4  # attempts in flight per endpoint, per process
+BATCH = 200  # deliveries claimed per endpoint at a time, at most
+RECORD_BATCH = 50  # attempts recorded in one transaction, when that many come quickly
+RECORD_WINDOW = 0.005  # seconds the recorder waits for more attempts to finish
+CONNECT_TIMEOUT = 5.0  # seconds to open the connection (and TLS)
+TIMEOUT = 10.0  # seconds for the whole call
+# A lease lasts the timeout and this margin; a claimed delivery still waiting in the
+# queue after the margin is left for its lease to run out.
+LEASE_MARGIN = timedelta(seconds=5)
+INTERVAL = 1.0  # seconds between looks for due deliveries when nothing woke the dispatcher
+RETRY_DELAY = 0.5  # seconds before looking again after the database failed
+ERROR_LIMIT = 200
+USER_AGENT = "loyalty-gateway-webhooks"
+_WROTE_DELIVERY = "loyalty_wrote_delivery"
+_WORKER = "webhook-worker"
+SEQUENCED_TYPES = tuple(webhooks.TOPIC_OF)  # the outbox types a member's sequence counts
+
+
+class DeliveryObserver(Protocol):
+    """What the dispatcher reports to the metrics."""
+
+    def attempted(self, outcome: str, seconds: float | None) -> None: ...
+
+    def endpoint_disabled(self) -> None: ...
+
+
+@dataclass
+class Attempt:
+    """What one call to an endpoint gave."""
+
+    status: int | None
+    latency_ms: int | None
+    body: str | None = None
+    error: str | None = None
+    refused: bool = False
+
+
+@dataclass
+class _Claimed:
+    delivery_id: int
+    program_id: str
+    endpoint: OutgoingWebhook
+    message_id: str
+    body: str
+    sequence: int
+    attempts: int
+    lease: str
+    claimed_at: float  # time.monotonic() of the claim
+
+
+@dataclass
+class DispatchReport:
+    """Attempts of one `run_due`, by outcome, per program."""
+
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, program_id: str, outcome: str) -> None:
+        per_program = self.outcomes.setdefault(program_id, {})
+        per_program[outcome] = per_program.get(outcome, 0) + 1
+
+
+def signature_header(
+    endpoint: OutgoingWebhook, message_id: str, timestamp: datetime, body: str
+) -> str:
+    """One `v1,<base64>` signature per secret of the endpoint, separated by spaces."""
+    return " ".join(
+        Webhook(secret).sign(message_id, timestamp, body) for secret in endpoint.signing_secrets
+    )
+
+
+def connector(allow_private: bool) -> aiohttp.TCPConnector:
+    """The connector of the webhook session: the address guard as its resolver."""
+    resolver = None if allow_private else webhook_guard.GuardedResolver()
+    return aiohttp.TCPConnector(resolver=resolver, limit=0)
+
+
+def refused_endpoints(programs: Mapping[str, Program]) -> list[tuple[str, str]]:
+    """(program id, url) of the endpoints whose URL names a refused address literally."""
+    return [
+        (program.id, hook.url)
+        for program in programs.values()
+        for hook in program.webhooks
+        if webhook_guard.refused_literal(hook.url)
+    ]
+
+
+@dataclass
+class _Endpoint:
+    """One endpoint's deliveries claimed by this process, and its workers."""
+
+    program_id: str
+    hook: OutgoingWebhook
+    queue: deque[_Claimed] = field(default_factory=deque)
+    workers: int = 0
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        database: Database,
+        programs: Mapping[str, Program],
+        clock: Callable[[], datetime],
+        *,
+        allow_private: bool = False,
+        concurrency: int = CONCURRENCY,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        timeout: float = TIMEOUT,
+        interval: float = INTERVAL,
+        batch: int = BATCH,
+        observer: DeliveryObserver | None = None,
+    ) -> None:
+        self.database = database
+        self.programs = programs
+        self.clock = clock
+        self.allow_private = allow_private
+        self.concurrency = concurrency
+        self.batch = batch
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout, connect=min(connect_timeout, timeout), sock_connect=connect_timeout
+        )
+        self.lease_for = timedelta(seconds=timeout) + LEASE_MARGIN
+        self.interval = interval
+        self.observer = observer
+        self.wake = asyncio.Event()
+        self._endpoints = {
+            (program.id, hook.url): _Endpoint(program.id, hook)
+            for program in programs.values()
+            for hook in program.webhooks
+        }
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._results: list[tuple[_Claimed, Attempt]] = []
+        self._recording = False
+        self._progress = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._report: DispatchReport | None = None
+        self._now: datetime | None = None  # the instant of a `run_due`, else the clock's
+        if not allow_private:
+            for program_id, url in refused_endpoints(programs):
+                log.warning(
+                    "program %s: webhook endpoint %s is a private address; its deliveries "
+                    "are refused (LOYALTY_ALLOW_PRIVATE_WEBHOOKS=true allows it)",
+                    program_id,
+                    url,
+                )
+
+    # -- one run, as `jobs run` does it ----------------------------------------------
+
+    async def run_due(self, now: datetime | None = None) -> DispatchReport:
+        """Attempt every delivery due at `now` (the clock's when None) and wait for the
+        attempts; a delivery that fails is due again later, not in this run."""
+        report = self._report = DispatchReport()
+        self._now = now
+        async with self._http():
+            try:
+                while True:
+                    self._progress.clear()
+                    await self._fill(now or self.clock())
+                    if not self._tasks:
+                        return report
+                    await self._progress.wait()
+            finally:
+                self._report = self._now = None
+
+    # -- running inside the server ---------------------------------------------------
+
+    def start(self) -> None:
+        if not self._endpoints:
+            return  # no program has an endpoint: nothing to look for
+        event.listen(Session, "after_flush", self._after_flush)
+        event.listen(Session, "after_commit", self._after_commit)
+        self._task = asyncio.create_task(self._run_forever())
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        event.remove(Session, "after_flush", self._after_flush)
+        event.remove(Session, "after_commit", self._after_commit)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    def _ours(self, session: Session) -> bool:
+        bind = session.bind
+        return bind is not None and bind.engine is self.database.engine.sync_engine
+
+    def _after_flush(self, session: Session, context: Any) -> None:
+        if any(isinstance(obj, WebhookDelivery) for obj in session.new) and self._ours(session):
+            session.info[_WROTE_DELIVERY] = True
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(_WROTE_DELIVERY, False):
+            self.wake.set()
+
+    async def _run_forever(self) -> None:
+        self._session = self._new_session()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self._fill(self.clock())
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("webhook deliveries not read: %s", exc)
+                await asyncio.sleep(RETRY_DELAY)
+
+    # -- claiming and attempting -----------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[None]:
+        if self._session is not None:
+            yield
+            return
+        self._session = self._new_session()
+        try:
+            yield
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._session.close()
+            self._session = None
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector(self.allow_private),
+            timeout=self.timeout,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.get_name() == _WORKER or not self._tasks:
+            self._progress.set()  # a queue ran dry, or everything is done
+
+    async def _fill(self, now: datetime) -> None:
+        """Claim due deliveries for every endpoint with room in its queue, and start
+        workers on each queue, up to the endpoint's concurrency."""
+        if not self._endpoints:
+            return
+        async with self.database.reading() as session:
+            due = await deliveries_repository.due_endpoints(session, now)
+            disabled = await deliveries_repository.disabled_endpoints(session) if due else set()
+        for key in due:
+            if key in disabled:
+                async with self.database.transaction() as session:
+                    await deliveries_repository.disable_endpoint(
+                        session, key[0], key[1], now, "disabled"
+                    )
+                continue
+            endpoint = self._endpoints.get(key)
+            if endpoint is None:
+                continue  # an endpoint no longer in the program file waits for it to return
+            if len(endpoint.queue) <= self.batch // 2:  # claim in batches, not row by row
+                room = self.batch - len(endpoint.queue) - endpoint.workers
+                endpoint.queue.extend(await self._claim(endpoint, now, room))
+            while endpoint.queue and endpoint.workers < self.concurrency:
+                endpoint.workers += 1
+                self._spawn(self._work(endpoint), _WORKER)
+
+    async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
+        lease = secrets.token_hex(16)
+        claimed_at = time.monotonic()
+        async with self.database.transaction() as session:
+            rows = await deliveries_repository.claim_due(
+                session,
+                endpoint.program_id,
+                endpoint.hook.url,
+                now,
+                limit,
+                lease=lease,
+                lease_until=now + self.lease_for,
+                skip_locked=not self.database.is_sqlite,
+            )
+            if not rows:
+                return []
+            events = await deliveries_repository.events_by_ids(
+                session, [row.outbox_id for row in rows if row.outbox_id is not None]
+            )
+            members = await deliveries_repository.members_by_ids(
+                session, [e.member_id for e in events.values() if e.member_id is not None]
+            )
+            sequences = await deliveries_repository.member_sequences(
+                session,
+                [events[row.outbox_id] for row in rows if row.sequence is None and row.outbox_id],
+                SEQUENCED_TYPES,
+            )
+            claimed = []
+            for row in rows:
+                outbox_event = events[row.outbox_id] if row.outbox_id is not None else None
+                if outbox_event is None:
+                    continue  # an outbound delivery always names its event
+                sequence = row.sequence or sequences.get(outbox_event.id)
+                member = members.get(outbox_event.member_id or 0)
+                body = json.dumps(
+                    webhooks.payload(row, outbox_event, member, sequence or 0),
+                    separators=(",", ":"),
+                )
+                claimed.append(
+                    _Claimed(
+                        row.id,
+                        endpoint.program_id,
+                        endpoint.hook,
+                        webhooks.message_id(row),
+                        body,
+                        sequence or 0,
+                        row.attempts,
+                        lease,
+                        claimed_at,
+                    )
+                )
+        return claimed
+
+    async def _work(self, endpoint: _Endpoint) -> None:
+        """Attempt the endpoint's queued deliveries one after the other. A delivery that
+        waited in the queue too long to finish within its lease is left to the lease:
+        tried again once it runs out, never by two dispatchers at once."""
+        try:
+            while endpoint.queue:
+                claimed = endpoint.queue.popleft()
+                if time.monotonic() - claimed.claimed_at > LEASE_MARGIN.total_seconds():
+                    continue
+                if len(endpoint.queue) == self.batch // 2:
+                    self.wake.set()  # claim the next ones while these go out
+                    self._progress.set()
+                attempt = await self._attempt(claimed)
+                self._results.append((claimed, attempt))
+                if not self._recording:
+                    self._recording = True
+                    self._spawn(self._record_results(), "webhook-recorder")
+        finally:
+            endpoint.workers -= 1
+            self.wake.set()
+
+    async def _record_results(self) -> None:
+        """Record every attempt made so far in one transaction, until none is left."""
+        try:
+            while self._results:
+                # A moment for the attempts in flight to finish: one transaction records
+                # them all (a write costs a disk flush; an attempt to a fast receiver less).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RECORD_WINDOW):
+                        while len(self._results) < RECORD_BATCH and self._busy_workers():  # noqa: ASYNC110
+                            await asyncio.sleep(RECORD_WINDOW / 5)
+                results, self._results = self._results, []
+                try:
+                    await self._record(results, self._now or self.clock())
+                except (SQLAlchemyError, OSError) as exc:
+                    # The leases run out and the deliveries are tried again: at least once.
+                    log.warning("webhook attempts not recorded: %s", exc)
+                self._progress.set()
+        finally:
+            self._recording = False
+
+    def _busy_workers(self) -> bool:
+        return any(endpoint.workers for endpoint in self._endpoints.values())
+
+    async def _attempt(self, claimed: _Claimed) -> Attempt:
+        """One signed POST; never raises for what the endpoint or the network does."""
+        url = claimed.endpoint.url
+        if not self.allow_private and webhook_guard.refused_literal(url):
+            return Attempt(None, None, error="private address refused", refused=True)
+        assert self._session is not None
+        sent = datetime.now(UTC)  # the receiver checks this against its own clock
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": claimed.message_id,
+            "webhook-timestamp": str(int(sent.timestamp())),
+            "webhook-signature": signature_header(
+                claimed.endpoint, claimed.message_id, sent, claimed.body
+            ),
+        }
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                url, data=claimed.body.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                answer = await response.content.read(webhooks.BODY_LIMIT)
+                status = response.status
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, webhook_guard.RefusedAddress):
+                return Attempt(None, None, error=str(exc.os_error)[:ERROR_LIMIT], refused=True)
+            return Attempt(None, _ms(started), error=_describe(exc))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Attempt(None, _ms(started), error=_describe(exc))
+        text = answer.decode("utf-8", errors="replace")
+        return Attempt(status, _ms(started), body=text)
+
+    async def _record(self, results: list[tuple[_Claimed, Attempt]], now: datetime) -> None:
+        records = []
+        for claimed, attempt in results:
+            attempts = claimed.attempts + 1
+            if attempt.refused:
+                outcome, next_at = DeliveryOutcome.REFUSED, None
+            elif attempt.status is not None and 200 <= attempt.status < 300:
+                outcome, next_at = DeliveryOutcome.DELIVERED, None
+            elif attempt.status == 410:
+                outcome, next_at = DeliveryOutcome.DISABLED, None
+            else:
+                next_at = rules.webhook_retry_at(attempts, attempt.status, now)
+                outcome = DeliveryOutcome.PENDING if next_at is not None else DeliveryOutcome.DEAD
+            entry = {
+                "at": now.isoformat(),
+                "status": attempt.status,
+                "latencyMs": attempt.latency_ms,
+                "error": attempt.error,
+                "body": attempt.body,
+            }
+            records.append(
+                deliveries_repository.AttemptRecord(
+                    claimed.delivery_id,
+                    claimed.lease,
+                    outcome,
+                    next_at,
+                    attempt.status,
+                    claimed.sequence,
+                    entry,
+                )
+            )
+        latency = {claimed.delivery_id: attempt.latency_ms for claimed, attempt in results}
+        program_of = {claimed.delivery_id: claimed for claimed, _ in results}
+        async with self.database.transaction() as session:
+            recorded = await deliveries_repository.record_attempts(
+                session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
+            )
+            gone = {
+                (program_of[r.delivery_id].program_id, program_of[r.delivery_id].endpoint.url)
+                for r in recorded
+                if r.outcome == DeliveryOutcome.DISABLED
+            }
+            for program_id, url in sorted(gone):
+                await deliveries_repository.disable_endpoint(
+                    session, program_id, url, now, "410 Gone"
+                )
+        for record in recorded:
+            label = "RETRYING" if record.outcome == DeliveryOutcome.PENDING else str(record.outcome)
+            if self._report is not None:
+                self._report.count(program_of[record.delivery_id].program_id, label)
+            if self.observer is not None:
+                milliseconds = latency[record.delivery_id]
+                self.observer.attempted(
+                    label, None if milliseconds is None else milliseconds / 1000
+                )
+        if self.observer is not None:
+            for _ in gone:
+                self.observer.endpoint_disabled()
+
+
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]

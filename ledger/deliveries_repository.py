@@ -1,0 +1,240 @@
+"""The SQL of webhook deliveries: the operator's pages and the dispatcher's claims.
+
+A dispatcher claims due deliveries (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so two
+replicas never take the same row; SQLite has one writer at a time) by setting a lease:
+a token, and `next_attempt_at` moved to when the lease runs out. It then sends without
+holding any transaction, and records the attempt only while the lease is still its own.
+A process killed mid-attempt leaves the lease to run out; any replica then tries again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.models import (
+    DeliveryDirection,
+    DeliveryOutcome,
+    Member,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+# Failed, for `failedOnly`: dead, refused, disabled, or waiting after a failed attempt.
+_FAILED = (DeliveryOutcome.DEAD, DeliveryOutcome.REFUSED, DeliveryOutcome.DISABLED)
+
+
+async def deliveries_page(
+    session: AsyncSession,
+    program_id: str,
+    before: int | None,
+    limit: int,
+    *,
+    direction: DeliveryDirection | None,
+    failed_only: bool,
+) -> list[WebhookDelivery]:
+    """A program's deliveries, newest first, with ids below `before`."""
+    query = select(WebhookDelivery).where(WebhookDelivery.program_id == program_id)
+    if before is not None:
+        query = query.where(WebhookDelivery.id < before)
+    if direction is not None:
+        query = query.where(WebhookDelivery.direction == direction)
+    if failed_only:
+        query = query.where(
+            or_(
+                WebhookDelivery.outcome.in_(_FAILED),
+                and_(
+                    WebhookDelivery.outcome == DeliveryOutcome.PENDING,
+                    WebhookDelivery.attempts > 0,
+                ),
+            )
+        )
+    query = query.order_by(WebhookDelivery.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def delivery(
+    session: AsyncSession, program_id: str, delivery_id: int, *, lock: bool = False
+) -> WebhookDelivery | None:
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.program_id == program_id, WebhookDelivery.id == delivery_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def disabled_endpoints(session: AsyncSession) -> set[tuple[str, str]]:
+    """(program id, url) of every endpoint a 410 disabled."""
+    rows = await session.execute(
+        select(WebhookEndpoint.program_id, WebhookEndpoint.url).where(
+            WebhookEndpoint.disabled_at.is_not(None)
+        )
+    )
+    return {(program_id, url) for program_id, url in rows.all()}
+
+
+async def disable_endpoint(
+    session: AsyncSession, program_id: str, url: str, at: datetime, reason: str
+) -> None:
+    """Disable the endpoint and every delivery still waiting for it."""
+    found = await session.get(WebhookEndpoint, (program_id, url), with_for_update=True)
+    if found is None:
+        session.add(WebhookEndpoint(program_id=program_id, url=url, disabled_at=at, reason=reason))
+    elif found.disabled_at is None:
+        found.disabled_at, found.reason = at, reason
+    await session.flush()
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.direction == DeliveryDirection.OUT,
+            WebhookDelivery.program_id == program_id,
+            WebhookDelivery.endpoint == url,
+            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
+        )
+        .values(outcome=DeliveryOutcome.DISABLED, next_attempt_at=None, lease=None, updated_at=at)
+    )
+
+
+async def enable_endpoint(session: AsyncSession, program_id: str, url: str) -> None:
+    await session.execute(
+        delete(WebhookEndpoint).where(
+            WebhookEndpoint.program_id == program_id, WebhookEndpoint.url == url
+        )
+    )
+
+
+async def claim_due(
+    session: AsyncSession,
+    program_id: str,
+    url: str,
+    now: datetime,
+    limit: int,
+    *,
+    lease: str,
+    lease_until: datetime,
+    skip_locked: bool,
+) -> list[WebhookDelivery]:
+    """Up to `limit` deliveries to one endpoint due at `now`, oldest due first, leased to
+    `lease` until `lease_until`."""
+    claim = (
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.direction == DeliveryDirection.OUT,
+            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.program_id == program_id,
+            WebhookDelivery.endpoint == url,
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        claim = claim.with_for_update(skip_locked=True)
+    rows = list((await session.scalars(claim)).all())
+    for row in rows:
+        row.lease = lease
+        row.next_attempt_at = lease_until
+    await session.flush()
+    return rows
+
+
+async def due_endpoints(session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
+    """(program id, url) of the endpoints with a delivery due at `now`."""
+    rows = await session.execute(
+        select(WebhookDelivery.program_id, WebhookDelivery.endpoint)
+        .where(
+            WebhookDelivery.direction == DeliveryDirection.OUT,
+            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .distinct()
+    )
+    return [(program_id, url) for program_id, url in rows.all()]
+
+
+async def events_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, OutboxEvent]:
+    rows = await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
+async def members_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Member]:
+    rows = await session.scalars(select(Member).where(Member.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
+async def member_sequences(
+    session: AsyncSession, events: Sequence[OutboxEvent], types: Sequence[str]
+) -> dict[int, int]:
+    """Each event's sequence number: how many of its member's events of `types` the
+    outbox holds up to it (a member's writes are serialized by its account lock, so its
+    events' ids follow their commit order). Two statements per member."""
+    by_member: dict[int, list[int]] = {}
+    for outbox_event in events:
+        if outbox_event.member_id is not None:
+            by_member.setdefault(outbox_event.member_id, []).append(outbox_event.id)
+    sequences: dict[int, int] = {}
+    for member_id, ids in by_member.items():
+        of_member = (OutboxEvent.member_id == member_id, OutboxEvent.type.in_(types))
+        before = await session.scalar(
+            select(func.count()).where(*of_member, OutboxEvent.id < min(ids))
+        )
+        between = await session.scalars(
+            select(OutboxEvent.id)
+            .where(*of_member, OutboxEvent.id >= min(ids), OutboxEvent.id <= max(ids))
+            .order_by(OutboxEvent.id)
+        )
+        for offset, event_id in enumerate(between, start=int(before or 0) + 1):
+            sequences[event_id] = offset
+    return sequences
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt to record: what it gave and what follows from it."""
+
+    delivery_id: int
+    lease: str
+    outcome: DeliveryOutcome
+    next_attempt_at: datetime | None
+    status: int | None
+    sequence: int | None
+    attempt: dict[str, Any]
+
+
+async def record_attempts(
+    session: AsyncSession, records: Sequence[AttemptRecord], *, log_limit: int, at: datetime
+) -> list[AttemptRecord]:
+    """Record attempts of deliveries still leased to the dispatcher that made them; the
+    ones recorded (a lease is lost when it ran out and another dispatcher took the
+    delivery, or when an operator retried it meanwhile)."""
+    by_id = {record.delivery_id: record for record in records}
+    rows = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(by_id)))
+        .order_by(WebhookDelivery.id)
+        .with_for_update()
+    )
+    recorded = []
+    for row in rows:
+        record = by_id[row.id]
+        if row.lease != record.lease:
+            continue
+        row.attempts += 1
+        row.attempt_log = [*row.attempt_log, record.attempt][-log_limit:]
+        row.outcome = record.outcome
+        row.next_attempt_at = record.next_attempt_at
+        row.last_status = record.status
+        row.lease = None
+        if record.sequence is not None:
+            row.sequence = record.sequence
+        row.updated_at = at
+        recorded.append(record)
+    await session.flush()
+    return recorded
