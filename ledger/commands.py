@@ -142,6 +142,15 @@ class ReleasePoints:
     owner: str | None = None
 
 
+@dataclass(frozen=True)
+class RetryWebhookDelivery:
+    """Send an outbound webhook delivery again, now. The key is optional: without one,
+    every call schedules the delivery again."""
+
+    idempotency_key: str | None
+    delivery_id: int
+
+
 Command = (
     EnrollMember
     | UpdateMember
@@ -157,6 +166,8 @@ Command = (
     | CapturePoints
     | ReleasePoints
 )
+# Every command `LoyaltyService.execute` runs: those above take a key, this one may not.
+AnyCommand = Command | RetryWebhookDelivery
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,7 @@ class Outcome:
     entry_id: int | None = None
     redemption_id: int | None = None
     hold_id: int | None = None
+    delivery_id: int | None = None
     problem: Problem | None = None
     replayed: bool = False
 
@@ -211,6 +223,7 @@ class Outcome:
             entry_id=data.get("entry_id"),
             redemption_id=data.get("redemption_id"),
             hold_id=data.get("hold_id"),
+            delivery_id=data.get("delivery_id"),
             problem=Problem(**problem) if problem else None,
             replayed=True,
         )
@@ -240,7 +253,7 @@ def _camel(name: str) -> str:
     return first + "".join(part.capitalize() for part in rest)
 
 
-def fingerprint(command: Command) -> str:
+def fingerprint(command: AnyCommand) -> str:
     """A stable hash of the command's type and every input value."""
     payload = {"type": type(command).__name__, "input": dataclasses.asdict(command)}
     text = json.dumps(payload, sort_keys=True, default=_plain, separators=(",", ":"))

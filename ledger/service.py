@@ -14,13 +14,22 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import jobs, members, points, read_repository, rewards, rules, write_repository
+from ledger import (
+    jobs,
+    members,
+    points,
+    read_repository,
+    rewards,
+    rules,
+    webhooks,
+    write_repository,
+)
 from ledger.commands import (
     MAX_BATCH,
     AdjustPoints,
+    AnyCommand,
     CancelRedemption,
     CapturePoints,
-    Command,
     EnrollMember,
     ForgetMember,
     HoldPoints,
@@ -31,6 +40,7 @@ from ledger.commands import (
     RedeemReward,
     RefundPurchase,
     ReleasePoints,
+    RetryWebhookDelivery,
     UpdateMember,
     UpsertReward,
     UseRedemption,
@@ -38,7 +48,7 @@ from ledger.commands import (
     unstorable_text,
 )
 from ledger.errors import IdempotencyConflict, InvalidInput, LedgerError, UnknownMember
-from ledger.models import IdempotencyRecord, Reward
+from ledger.models import IdempotencyRecord, Reward, WebhookDelivery
 from ledger.program import Program
 from ledger.scope import LedgerScope
 
@@ -60,7 +70,10 @@ HANDLERS: dict[type[Any], Handler] = {
     HoldPoints: rewards.hold,
     CapturePoints: rewards.capture,
     ReleasePoints: rewards.release,
+    RetryWebhookDelivery: webhooks.retry,
 }
+# Commands that may run without an idempotency key (each call then runs again).
+KEY_OPTIONAL = (RetryWebhookDelivery,)
 
 
 def utcnow() -> datetime:
@@ -90,7 +103,7 @@ class LoyaltyService:
         return LedgerScope(session, self.program(program_id), self.clock())
 
     async def execute(
-        self, session: AsyncSession, program_id: str, client_id: str, command: Command
+        self, session: AsyncSession, program_id: str, client_id: str, command: AnyCommand
     ) -> Outcome:
         """Run one command exactly once per idempotency key. Flushes, never commits."""
         scope = self.scope(session, program_id)
@@ -99,6 +112,8 @@ class LoyaltyService:
             field, reason = unstorable
             return _refused(InvalidInput(f"{'.'.join(field)} {reason}", field))
         key = command.idempotency_key
+        if key is None and isinstance(command, KEY_OPTIONAL):
+            return await self._run_unkeyed(scope, command)
         if not key or len(key) > MAX_KEY:
             return _refused(InvalidInput("idempotencyKey must have 1 to 255 characters"))
         request_hash = fingerprint(command)
@@ -117,6 +132,13 @@ class LoyaltyService:
         record.response = outcome.to_json()
         await session.flush()
         return outcome
+
+    async def _run_unkeyed(self, scope: LedgerScope, command: AnyCommand) -> Outcome:
+        try:
+            async with scope.session.begin_nested():
+                return await HANDLERS[type(command)](scope, command)
+        except LedgerError as error:
+            return _refused(error)
 
     async def execute_batch(
         self,
@@ -172,6 +194,15 @@ class LoyaltyService:
             field, reason = unstorable
             raise InvalidInput(f"{'.'.join(field)} {reason}", field)
         return await rewards.upsert_reward(self.scope(session, program_id), command)
+
+    async def delivery(
+        self, session: AsyncSession, program_id: str, delivery_id: int
+    ) -> WebhookDelivery | None:
+        """One webhook delivery of the program, or None."""
+        try:
+            return await webhooks.delivery(session, program_id, delivery_id)
+        except webhooks.UnknownDelivery:
+            return None
 
     async def seed_rewards(self, session: AsyncSession, program_id: str) -> None:
         await rewards.seed_rewards(self.scope(session, program_id))

@@ -28,10 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import deliveries_repository
+from ledger.commands import Outcome, RetryWebhookDelivery
 from ledger.errors import InvalidState, LedgerError
 from ledger.models import (
     DeliveryDirection,
@@ -43,6 +45,7 @@ from ledger.models import (
 
 if TYPE_CHECKING:
     from ledger.program import Program
+    from ledger.scope import LedgerScope
 
 TOPICS = (
     "member.enrolled",
@@ -176,3 +179,58 @@ async def retry_delivery(
     found.updated_at = now
     await session.flush()
     return found
+
+
+async def retry(scope: LedgerScope, command: RetryWebhookDelivery) -> Outcome:
+    """`retryWebhookDelivery`: the delivery, due now (`retry_delivery`)."""
+    found = await retry_delivery(scope.session, scope.program_id, command.delivery_id, scope.now)
+    return Outcome(delivery_id=found.id)
+
+
+# -- what an operator is shown of a delivery -----------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt as the delivery's log keeps it."""
+
+    at: datetime
+    status: int | None
+    latency_ms: int | None
+    response_excerpt: str | None
+    error: str | None
+
+
+def attempt_records(delivery: WebhookDelivery) -> list[AttemptRecord]:
+    """The attempts kept for the delivery (the last `ATTEMPT_LOG_LIMIT`), oldest first."""
+    return [
+        AttemptRecord(
+            at=datetime.fromisoformat(entry["at"]),
+            status=entry.get("status"),
+            latency_ms=entry.get("latencyMs"),
+            response_excerpt=entry.get("body"),
+            error=entry.get("error"),
+        )
+        for entry in delivery.attempt_log
+    ]
+
+
+def webhook_id(delivery: WebhookDelivery) -> str | None:
+    """The `webhook-id` an outbound delivery is sent under (None for inbound ones)."""
+    return message_id(delivery) if delivery.direction == DeliveryDirection.OUT else None
+
+
+def event_id(delivery: WebhookDelivery) -> str | None:
+    """OUT: the outbox event's id (`data.eventId` of the payload); IN: the platform's."""
+    if delivery.direction == DeliveryDirection.OUT:
+        return None if delivery.outbox_id is None else str(delivery.outbox_id)
+    return delivery.event_id
+
+
+def shown_url(url: str) -> str:
+    """An endpoint URL as an operator may see it: credentials in it (`user:pass@`)
+    replaced, since a URL can carry a secret as well as the signing key does."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ledger.commands import Command, Outcome, RecordPurchase, UpsertReward
+from ledger.commands import (
+    AnyCommand,
+    Outcome,
+    RecordPurchase,
+    RetryWebhookDelivery,
+    UpsertReward,
+)
 from ledger.errors import InvalidInput
-from ledger.models import Reward
+from ledger.models import Reward, WebhookDelivery
 from resolvers.context import Context
 from resolvers.errors import BAD_USER_INPUT, ApiError
 
 
-async def execute(ctx: Context, command: Command) -> Outcome:
+async def execute(ctx: Context, command: AnyCommand) -> Outcome:
     await ctx.forget_loaded()  # give back the read connection before taking a write one
     async with ctx.database.transaction() as session:
         outcome = await ctx.service.execute(session, ctx.program_id, ctx.client_key, command)
@@ -39,3 +45,18 @@ async def upsert_reward(ctx: Context, command: UpsertReward) -> Reward:
         reward = await ctx.service.upsert_reward(session, ctx.program_id, command)
     await ctx.forget_loaded()
     return reward
+
+
+async def retry_delivery(
+    ctx: Context, command: RetryWebhookDelivery
+) -> tuple[Outcome, WebhookDelivery | None]:
+    """The retry, and the delivery as it stands when the retry commits: read in the same
+    transaction, since the dispatcher may claim it the moment it is due."""
+    await ctx.forget_loaded()
+    async with ctx.database.transaction() as session:
+        outcome = await ctx.service.execute(session, ctx.program_id, ctx.client_key, command)
+        found = None
+        if outcome.ok and outcome.delivery_id is not None:
+            found = await ctx.service.delivery(session, ctx.program_id, outcome.delivery_id)
+    await ctx.forget_loaded()
+    return outcome, found

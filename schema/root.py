@@ -16,17 +16,18 @@ from schema.program import Long, LongScalar, ProgramQuery
 from schema.rewards import RewardsMutation, RewardsQuery
 from schema.scalars import SCALARS
 from schema.subscriptions import SharedEventExecutor, Subscription
+from schema.webhooks import WebhooksMutation, WebhooksQuery
 
 CACHE_SIZE = 256
 
 
 @strawberry.type
-class Query(MembersQuery, ProgramQuery, RewardsQuery):
+class Query(MembersQuery, ProgramQuery, RewardsQuery, WebhooksQuery):
     pass
 
 
 @strawberry.type
-class Mutation(MembersMutation, PointsMutation, RewardsMutation):
+class Mutation(MembersMutation, PointsMutation, RewardsMutation, WebhooksMutation):
     pass
 
 

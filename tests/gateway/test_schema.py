@@ -41,6 +41,7 @@ def test_the_root_fields_are_those_of_the_design() -> None:
         "rewards",
         "programStats",
         "exportMember",
+        "webhookDeliveries",
     }
     assert set(schema.mutation_type.fields) == {
         "enrollMember",
@@ -58,4 +59,5 @@ def test_the_root_fields_are_those_of_the_design() -> None:
         "capturePoints",
         "releasePoints",
         "upsertReward",
+        "retryWebhookDelivery",
     }
