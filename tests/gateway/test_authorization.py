@@ -6,6 +6,7 @@ after); the allowed call succeeds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,25 @@ from ledger.models import (
     OutboxEvent,
     Redemption,
     Reward,
+    WebhookDelivery,
 )
 from tests.support.gateway import Gateway, running_gateway
+from tests.support.receiver import SECRET, Receiver, receiving
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
-TABLES = [Member, Account, Entry, Order, Hold, Redemption, Reward, IdempotencyRecord, OutboxEvent]
+TABLES = [
+    Member,
+    Account,
+    Entry,
+    Order,
+    Hold,
+    Redemption,
+    Reward,
+    IdempotencyRecord,
+    OutboxEvent,
+    WebhookDelivery,
+]
 
 
 @dataclass
@@ -38,6 +52,8 @@ class Setup:
     hold: str
     redemption: str
     code: str
+    delivery: str  # the webhook delivery of Ada's enrolment, delivered
+    hook: Receiver
 
 
 @dataclass(frozen=True)
@@ -206,6 +222,19 @@ OPERATIONS = [
         member_self=True,
         query=True,
     ),
+    Operation(
+        "webhookDeliveries",
+        "{ webhookDeliveries { edges { node { id topic outcome attemptCount } } } }",
+        lambda s: {},
+        scopes.WEBHOOKS_MANAGE,
+        query=True,
+    ),
+    Operation(
+        "retryWebhookDelivery",
+        "mutation($i: RetryWebhookDeliveryInput!) { retryWebhookDelivery(input: $i) { delivery { id outcome } userErrors { code } } }",
+        lambda s: {"i": {"idempotencyKey": "k", "id": s.delivery}},
+        scopes.WEBHOOKS_MANAGE,
+    ),
 ]
 
 
@@ -226,12 +255,41 @@ async def snapshot(gw: Gateway) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.fixture
-async def gw(database_url: str) -> AsyncIterator[Gateway]:
-    async with running_gateway(database_url, other_programs=["other"]) as gateway:
+async def hook() -> AsyncIterator[Receiver]:
+    async with receiving(Receiver()) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def gw(database_url: str, hook: Receiver) -> AsyncIterator[Gateway]:
+    # Enrolments go out to a receiver on loopback, for the webhook operations' rows.
+    async with running_gateway(
+        database_url,
+        other_programs=["other"],
+        settings={"allow_private_webhooks": True},
+        webhooks=[{"url": hook.url, "secret": SECRET, "events": ["member.enrolled"]}],
+    ) as gateway:
         yield gateway
 
 
-async def prepare(gw: Gateway) -> Setup:
+async def deliveries(gw: Gateway) -> list[WebhookDelivery]:
+    async with gw.database.reading() as session:
+        query = select(WebhookDelivery).order_by(WebhookDelivery.id)
+        return list((await session.scalars(query)).all())
+
+
+async def delivered(gw: Gateway, count: int) -> list[WebhookDelivery]:
+    """The deliveries once `count` of them have been delivered (the dispatcher records
+    each attempt right after its answer)."""
+    async with asyncio.timeout(30):
+        while True:
+            rows = await deliveries(gw)
+            if sum(row.outcome == "DELIVERED" for row in rows) == count:
+                return rows
+            await asyncio.sleep(0.05)
+
+
+async def prepare(gw: Gateway, hook: Receiver) -> Setup:
     async def run(document: str, variables: dict[str, Any]) -> Any:
         data = await gw.partner(document, variables)
         payload = next(iter(data.values()))
@@ -269,7 +327,9 @@ async def prepare(gw: Gateway) -> Setup:
         {"i": {"idempotencyKey": "s6", "member": {"id": ada}, "rewardId": "five-off"}},
     )
     redemption = redeemed["redeemReward"]["redemption"]
-    return Setup(ada, hold, redemption["id"], redemption["code"])
+    await hook.wait_for(2)  # Ada's enrolment and Bob's
+    enrolled = await delivered(gw, 2)
+    return Setup(ada, hold, redemption["id"], redemption["code"], str(enrolled[0].id), hook)
 
 
 def outcome(response: Any) -> tuple[list[str], Any]:
@@ -279,8 +339,8 @@ def outcome(response: Any) -> tuple[list[str], Any]:
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.name)
-async def test_authorization_matrix(gw: Gateway, operation: Operation) -> None:
-    setup = await prepare(gw)
+async def test_authorization_matrix(gw: Gateway, hook: Receiver, operation: Operation) -> None:
+    setup = await prepare(gw, hook)
     variables = operation.variables(setup)
     before = await snapshot(gw)
 
@@ -325,7 +385,7 @@ async def test_authorization_matrix(gw: Gateway, operation: Operation) -> None:
             assert codes == ["UNKNOWN_MEMBER"]
         elif operation.name == "member":
             assert (codes, data) == ([], None)
-        elif operation.name == "members":
+        elif operation.name in {"members", "webhookDeliveries"}:
             assert data == {"edges": []}
         elif operation.name == "programStats":
             assert data == {"members": 0}
@@ -426,6 +486,24 @@ def answers(expected: Any) -> Any:
     return check
 
 
+ENROLMENT = {"topic": "member.enrolled", "outcome": "DELIVERED", "attemptCount": 1}
+
+
+async def sent_again(gw: Gateway, setup: Setup, data: Any) -> None:
+    """Ada's enrolment is due at once and reaches the receiver again, nothing else."""
+    assert data == {"delivery": {"id": setup.delivery, "outcome": "PENDING"}, "userErrors": []}
+    await setup.hook.wait_for(3)
+    again = setup.hook.received[2]
+    assert again.message_id == f"msg_test_{setup.delivery}"
+    assert again.body == setup.hook.received[0].body
+    rows = await delivered(gw, 2)
+    assert [(str(r.id), r.attempts, r.last_status) for r in rows] == [
+        (setup.delivery, 2, 200),
+        (str(int(setup.delivery) + 1), 1, 200),
+    ]
+    assert await ada_state(gw, setup) == ADA_BEFORE
+
+
 async def exported(gw: Gateway, setup: Setup, data: Any) -> None:
     assert data["member"]["id"] == setup.ada and data["member"]["customerId"] == "ada"
     assert data["points"]["available"] == 1590
@@ -455,4 +533,13 @@ EFFECTS: dict[str, Any] = {
     "programStats": answers({"members": 2}),
     "exportMember": exported,
     "rewards": answers({"edges": [{"node": {"id": i}} for i in ("five-off", "lounge", "tote")]}),
+    "webhookDeliveries": answers(
+        lambda s: {
+            "edges": [
+                {"node": {"id": str(int(s.delivery) + 1), **ENROLMENT}},  # Bob's, newest first
+                {"node": {"id": s.delivery, **ENROLMENT}},
+            ]
+        }
+    ),
+    "retryWebhookDelivery": sent_again,
 }
