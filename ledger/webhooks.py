@@ -182,8 +182,13 @@ async def retry_delivery(
 
 
 async def retry(scope: LedgerScope, command: RetryWebhookDelivery) -> Outcome:
-    """`retryWebhookDelivery`: the delivery, due now (`retry_delivery`)."""
-    found = await retry_delivery(scope.session, scope.program_id, command.delivery_id, scope.now)
+    """`retryWebhookDelivery`: the delivery, due now (`retry_delivery`). One to an
+    endpoint no longer in the program file is INVALID_STATE: nothing would send it."""
+    found = await delivery(scope.session, scope.program_id, command.delivery_id)
+    configured = {hook.url for hook in scope.program.webhooks}
+    if found.direction == DeliveryDirection.OUT and found.endpoint not in configured:
+        raise InvalidState("this endpoint is no longer among the program's webhooks", ["id"])
+    found = await retry_delivery(scope.session, scope.program_id, found.id, scope.now)
     return Outcome(delivery_id=found.id)
 
 

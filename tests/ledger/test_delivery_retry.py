@@ -99,6 +99,21 @@ async def test_an_empty_key_is_refused_not_taken_for_none(
     )
 
 
+async def test_an_endpoint_no_longer_configured_is_not_retried(
+    database: Database, service: LoyaltyService, clock: Clock
+) -> None:
+    await enroll(database, service, "c-1")
+    await dead(database)
+    row = await delivery(database)
+    program = make_program(webhooks=[{**HOOK, "url": "https://hooks.example/new"}])
+    moved = LoyaltyService({program.id: program}, clock=clock)
+    assert await retry(database, moved, RetryWebhookDelivery(None, row.id)) == (
+        "INVALID_STATE",
+        None,
+    )
+    assert (await delivery(database)).outcome == DeliveryOutcome.DEAD
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
