@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.websocket import RevocationWatch
+from gateway.webhooks_in import InboundWebhooks
 from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService, utcnow
@@ -114,6 +115,7 @@ def create_app(
                 if program.member_tokens is not None
             }
             app.state.database = database
+            app.state.http = http
             app.state.authorization = authorization
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
             await bus.start()
@@ -138,6 +140,7 @@ def create_app(
             await bus.close()
             await rate_limiter.close()
             await oauth_rate_limiter.close()  # its Redis connections, like the other's
+            await inbound.rate_limiter.close()
             await http.close()
             await database.dispose()
 
@@ -159,6 +162,13 @@ def create_app(
         revocations=revocations,
     )
     app.state.oauth_rate_limiter = oauth_rate_limiter
+    inbound = InboundWebhooks(
+        service,
+        database=lambda: app.state.database,
+        http=lambda: app.state.http,
+        rate_limiter=RateLimiter.for_broker(settings.webhook_rate_limit, settings.broker_url),
+        timeout=settings.operation_timeout,
+    )
     app.state.oauth_metadata = oauth_metadata
     app.state.service = service
     app.state.bus = bus
@@ -170,6 +180,7 @@ def create_app(
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/webhooks/{program}/{source}", inbound.endpoint, methods=["POST"]),
             *oauth.routes,
         ]
     )

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     rate_limit: str = "100/second"
     oauth_rate_limit: str = "10/second"
+    webhook_rate_limit: str = "50/second"  # inbound deliveries per program and source
     introspection: bool = True
     jobs_interval: float = Field(default=60, gt=0)
     operation_timeout: float = Field(default=15, gt=0)

@@ -26,8 +26,13 @@ from ledger.models import (
     WebhookEndpoint,
 )
 
-# Failed, for `failedOnly`: dead, refused, disabled, or waiting after a failed attempt.
-_FAILED = (DeliveryOutcome.DEAD, DeliveryOutcome.REFUSED, DeliveryOutcome.DISABLED)
+_FAILED = (
+    DeliveryOutcome.DEAD,
+    DeliveryOutcome.REFUSED,
+    DeliveryOutcome.DISABLED,
+    DeliveryOutcome.REJECTED,  # inbound: a payload that can never apply
+    DeliveryOutcome.FAILED,  # inbound: a transient fault, answered 5xx
+)
 
 
 async def deliveries_page(
@@ -238,3 +243,29 @@ async def record_attempts(
         recorded.append(record)
     await session.flush()
     return recorded
+    return True
+
+
+# -- inbound deliveries (a platform's webhooks to the gateway) --------------------------
+
+
+async def received(
+    session: AsyncSession, program_id: str, source: str, event_id: str, *, lock: bool = False
+) -> WebhookDelivery | None:
+    """The inbound delivery of `source` with the platform's id `event_id`, if any."""
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.program_id == program_id,
+        WebhookDelivery.direction == DeliveryDirection.IN,
+        WebhookDelivery.endpoint == source,
+        WebhookDelivery.event_id == event_id,
+    )
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def add_received(session: AsyncSession, delivery: WebhookDelivery) -> None:
+    """Insert an inbound delivery; an IntegrityError when another request recorded the
+    same (program, source, event id) first."""
+    session.add(delivery)
+    await session.flush()

@@ -321,6 +321,12 @@ class DeliveryOutcome(StrEnum):
     DEAD = "DEAD"  # attempts exhausted: a dead letter, retried only by hand
     REFUSED = "REFUSED"  # the endpoint is a private address: nothing was sent
     DISABLED = "DISABLED"  # the endpoint answered 410 (this or an earlier delivery)
+    # Inbound (IN) outcomes, one per platform delivery received:
+    APPLIED = "APPLIED"  # its ledger effect is committed
+    DUPLICATE = "DUPLICATE"  # its effect was already there (same order, same member)
+    IGNORED = "IGNORED"  # a topic or event with nothing to do in the ledger
+    REJECTED = "REJECTED"  # a payload that can never apply: answered 4xx, nothing written
+    FAILED = "FAILED"  # a transient fault: answered 5xx, for the platform to retry
 
 
 class WebhookDelivery(Base):

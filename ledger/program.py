@@ -202,11 +202,35 @@ class Commerce(_Section):
     consumer_secret: str | None = None
 
 
+Secret = Annotated[str, Field(min_length=1, max_length=4096)]
+Secrets = Secret | tuple[Secret, ...]
+
+
 class WebhookSecrets(_Section):
-    shopify: str | None = None
-    woocommerce: str | None = None
-    stripe: str | None = None
-    events: str | None = None
+    """Inbound webhook secrets, one key per source (`/webhooks/{program}/{source}`).
+
+    Each key takes one secret or a list of them: during a rotation list the new secret
+    and the old one (`shopify = ["new", "old"]`), and a delivery signed with either is
+    accepted. A source without a secret answers 404."""
+
+    shopify: Secrets | None = None
+    woocommerce: Secrets | None = None
+    stripe: Secrets | None = None
+    events: Secrets | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _events_decode(cls, value: Secrets | None) -> Secrets | None:
+        if isinstance(value, str):
+            return _signing_secret(value)
+        return None if value is None else tuple(_signing_secret(item) for item in value)
+
+    def of(self, source: str) -> tuple[str, ...]:
+        """Every secret configured for `source`, the current one first; () when none."""
+        value = getattr(self, source) if source in type(self).model_fields else None
+        if value is None:
+            return ()
+        return (value,) if isinstance(value, str) else tuple(value)
 
 
 class Program(_Section):

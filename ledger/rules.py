@@ -60,6 +60,34 @@ class PricedLine:
         return self.amount * self.factor
 
 
+MAX_DECIMAL_TEXT = 40
+MAX_DECIMAL_DIGITS = 15  # before the point: amounts up to 10^15
+MAX_DECIMAL_PLACES = 10
+
+
+def decimal_text(value: object) -> Decimal:
+    """A decimal from its text ("12.50", or an integer), by the rules of the API's
+    Decimal scalar: finite, at most 15 digits before the point and 10 after. Raises
+    ValueError with the reason. (Whether it is acceptable money is `money_problem`'s.)"""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError('a decimal is a string, e.g. "12.50"')
+    text = str(value)
+    if len(text) > MAX_DECIMAL_TEXT:
+        raise ValueError("the decimal is too long")
+    try:
+        parsed = Decimal(text)
+    except ArithmeticError:
+        raise ValueError(f"{text[:MAX_DECIMAL_TEXT]!r} is not a decimal") from None
+    exponent = parsed.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN, sNaN, Infinity
+        raise ValueError("the decimal must be finite")
+    if parsed and (parsed.adjusted() > MAX_DECIMAL_DIGITS or exponent < -MAX_DECIMAL_PLACES):
+        raise ValueError(
+            f"out of range: at most {MAX_DECIMAL_DIGITS} digits and {MAX_DECIMAL_PLACES} decimals"
+        )
+    return parsed
+
+
 def money_problem(value: Decimal, *, allow_zero: bool, maximum: Decimal) -> str | None:
     """Why `value` is not an acceptable amount of money, or None when it is."""
     if not value.is_finite():

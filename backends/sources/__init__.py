@@ -1,0 +1,1 @@
+"""Inbound webhook sources, one module each, found by `backends.inbound.sources`."""

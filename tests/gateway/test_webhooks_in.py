@@ -1,0 +1,199 @@
+"""`POST /webhooks/{program}/{source}`: the common flow over real HTTP, on both
+databases, through the `events` source: 404s, the body cap, signatures refused with
+nothing stored, dedupe, ignored topics, payloads that never apply, the delivery records,
+the rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ledger.models import DeliveryOutcome
+from tests.support.gateway import Gateway, running_gateway
+from tests.support.inbound import (
+    EVENTS_OLD_SECRET,
+    SECRETS,
+    Points,
+    counts,
+    encode,
+    events_headers,
+    inbound_deliveries,
+    points,
+    post,
+    purchase_data,
+    send_event,
+)
+
+NO_SIGNUP = {"signup": 0, "referrer": 0, "referee": 0}
+
+
+@pytest.fixture
+async def gw(database_url: str) -> AsyncIterator[Gateway]:
+    async with running_gateway(
+        database_url, webhook_secrets=SECRETS, bonuses=NO_SIGNUP, other_programs=["bare"]
+    ) as gateway:
+        yield gateway
+
+
+async def test_a_purchase_event_earns_once_and_a_repeat_changes_nothing(gw: Gateway) -> None:
+    first = await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")
+    assert first.status == 200, first.body
+    assert first.body["outcome"] == "APPLIED"
+    assert await points(gw, "cust-1") == Points(available=0, pending=50)
+    before = await counts(gw)
+
+    again = await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")
+    assert again.status == 200
+    assert again.body == {"outcome": "APPLIED", "delivery": first.body["delivery"], "repeat": True}
+    assert await points(gw, "cust-1") == Points(available=0, pending=50)
+    assert await counts(gw) == before
+
+    [row] = await inbound_deliveries(gw)
+    assert (row.endpoint, row.event_id, row.topic) == ("events", "msg_1", "purchase.completed")
+    assert row.outcome == DeliveryOutcome.APPLIED
+    assert row.attempts == 2
+    assert [a["outcome"] for a in row.attempt_log] == ["APPLIED", "DUPLICATE"]
+
+
+async def test_the_same_order_under_another_delivery_id_is_a_duplicate(gw: Gateway) -> None:
+    assert (await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")).status == 200
+    other = await send_event(
+        gw, "purchase.completed", purchase_data("o-1", idempotencyKey="k-2"), "msg_2"
+    )
+    assert other.status == 200
+    assert other.body["outcome"] == "DUPLICATE"
+    assert await points(gw, "cust-1") == Points(available=0, pending=50)
+    outcomes = [(row.event_id, row.outcome) for row in await inbound_deliveries(gw)]
+    assert outcomes == [("msg_1", "APPLIED"), ("msg_2", "DUPLICATE")]
+
+
+@pytest.mark.parametrize("case", ["tampered", "wrong secret", "stale", "missing", "reserialized"])
+async def test_a_bad_signature_is_401_and_nothing_is_stored(gw: Gateway, case: str) -> None:
+    body = encode({"type": "purchase.completed", "data": purchase_data("o-9")})
+    headers = events_headers(body, "msg_9")
+    sent = body
+    if case == "tampered":
+        sent = body.replace(b'"25.00"', b'"95.00"')
+    elif case == "wrong secret":
+        headers = events_headers(body, "msg_9", "whsec_" + "QkFE" * 8)
+    elif case == "stale":
+        headers = events_headers(body, "msg_9", at=datetime.now(UTC) - timedelta(seconds=301))
+    elif case == "missing":
+        del headers["webhook-signature"]
+    else:  # the same JSON, spaced differently: the signature covers the bytes
+        sent = body.replace(b",", b", ")
+    before = await counts(gw)
+
+    answer = await post(gw, "events", sent, headers)
+
+    assert answer.status == 401
+    assert answer.body["error"] == "INVALID_SIGNATURE"
+    assert await counts(gw) == before
+    assert await inbound_deliveries(gw) == []
+    assert await points(gw, "cust-1") is None
+
+
+async def test_the_previous_secret_is_accepted_during_a_rotation(gw: Gateway) -> None:
+    answer = await send_event(
+        gw, "purchase.completed", purchase_data("o-1"), "msg_1", secret=EVENTS_OLD_SECRET
+    )
+    assert answer.status == 200, answer.body
+    assert await points(gw, "cust-1") == Points(available=0, pending=50)
+
+
+async def test_an_unknown_type_is_200_and_recorded_ignored(gw: Gateway) -> None:
+    before = await counts(gw)
+    answer = await send_event(gw, "loyalty.something", {"x": 1}, "msg_1")
+    assert answer.status == 200
+    assert answer.body["outcome"] == "IGNORED"
+    assert await counts(gw) == before
+    [row] = await inbound_deliveries(gw)
+    assert (row.topic, row.outcome, row.attempts) == ("loyalty.something", "IGNORED", 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "reason"),
+    [
+        (
+            purchase_data("o-1", currency="EUR"),
+            "CURRENCY_MISMATCH",
+            "this program counts in USD, not EUR",
+        ),
+        (
+            purchase_data("o-1", "c", {"sku": "A", "quantity": 1, "unitPrice": 12.5}),
+            "INVALID_PAYLOAD",
+            'data.lines.0.unitPrice: a decimal is a string, e.g. "12.50"',
+        ),
+        (
+            purchase_data("o-1", "c", {"sku": "A", "quantity": 0, "unitPrice": "1"}),
+            "INVALID_AMOUNT",
+            "lines.0.quantity: must be between 1 and 1000000",
+        ),
+        (
+            purchase_data("o-1", "c", {"sku": "A", "qty": 1, "unitPrice": "1"}),
+            "INVALID_PAYLOAD",
+            "data.lines.0.qty is not a field of this input",
+        ),
+        (
+            {"orderId": "o-1", "currency": "USD", "lines": []},
+            "INVALID_PAYLOAD",
+            "data.member must be an object",
+        ),
+    ],
+)
+async def test_a_payload_that_can_never_apply_is_422_with_a_reason_and_writes_nothing(
+    gw: Gateway, data: dict[str, object], code: str, reason: str
+) -> None:
+    before = await counts(gw)
+    answer = await send_event(gw, "purchase.completed", data, "msg_1")
+    assert answer.status == 422
+    assert (answer.body["error"], answer.body["reason"]) == (code, reason)
+    assert await counts(gw) == before  # not even the member an auto-enrolment would add
+    [row] = await inbound_deliveries(gw)
+    assert (row.outcome, row.last_status, row.attempts) == ("REJECTED", 422, 1)
+    assert row.attempt_log[0]["reason"] == f"{code}: {reason}"
+
+
+async def test_a_refused_delivery_runs_again_when_repeated(gw: Gateway) -> None:
+    bad = purchase_data("o-1", currency="EUR")
+    assert (await send_event(gw, "purchase.completed", bad, "msg_1")).status == 422
+    assert (await send_event(gw, "purchase.completed", bad, "msg_1")).status == 422
+    [row] = await inbound_deliveries(gw)
+    assert (row.outcome, row.attempts) == ("REJECTED", 2)
+
+
+async def test_unknown_program_source_or_secret_is_404(gw: Gateway) -> None:
+    body = encode({"type": "purchase.completed", "data": purchase_data("o-1")})
+    headers = events_headers(body, "msg_1")
+    for program, source in (("nope", "events"), ("test", "nope"), ("bare", "events")):
+        answer = await post(gw, source, body, headers, program=program)
+        assert answer.status == 404, (program, source)
+        assert answer.body == {"error": "NOT_FOUND", "reason": "no such webhook endpoint"}
+    assert await inbound_deliveries(gw) == []
+
+
+async def test_a_body_over_one_mebibyte_is_413(gw: Gateway) -> None:
+    body = b"{" + b" " * (1024 * 1024) + b"}"
+    answer = await post(gw, "events", body, events_headers(body, "msg_1"))
+    assert answer.status == 413
+    assert answer.body["error"] == "PAYLOAD_TOO_LARGE"
+    assert await inbound_deliveries(gw) == []
+
+
+async def test_the_rate_limit_is_per_program_and_source(database_url: str) -> None:
+    async with running_gateway(
+        database_url,
+        webhook_secrets=SECRETS,
+        other_programs=[],
+        settings={"webhook_rate_limit": "2/minute"},
+    ) as gw:
+        statuses = []
+        for index in range(3):
+            answer = await send_event(gw, "other.type", {}, f"msg_{index}")
+            statuses.append(answer.status)
+        assert statuses == [200, 200, 429]
+        assert answer.body["error"] == "RATE_LIMITED"
+        assert int(answer.headers["retry-after"]) > 0
+        assert [row.event_id for row in await inbound_deliveries(gw)] == ["msg_0", "msg_1"]
