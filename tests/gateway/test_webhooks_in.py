@@ -5,12 +5,15 @@ the rate limit."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from ledger.models import DeliveryOutcome
+from tests.conftest import sqlite_url
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.inbound import (
     EVENTS_OLD_SECRET,
@@ -197,3 +200,31 @@ async def test_the_rate_limit_is_per_program_and_source(database_url: str) -> No
         assert answer.body["error"] == "RATE_LIMITED"
         assert int(answer.headers["retry-after"]) > 0
         assert [row.event_id for row in await inbound_deliveries(gw)] == ["msg_0", "msg_1"]
+
+
+async def test_a_locked_database_is_503_with_retry_after_and_the_retry_lands_once(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    url = sqlite_url(sqlite_template, tmp_path)
+    async with running_gateway(
+        url, webhook_secrets=SECRETS, bonuses=NO_SIGNUP, operation_timeout=1.0
+    ) as gw:
+        blocker = sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another writer, never done in time
+            locked = await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert locked.status == 503
+        assert locked.body["error"] == "SERVICE_UNAVAILABLE"
+        assert locked.headers["retry-after"] == "5"
+        assert await inbound_deliveries(gw) == []  # nothing could be written
+
+        retried = await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")
+        assert (retried.status, retried.body["outcome"]) == (200, "APPLIED")
+        again = await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")
+        assert again.body.get("repeat") is True
+        assert await points(gw, "cust-1") == Points(available=0, pending=50)
+        [row] = await inbound_deliveries(gw)
+        assert (row.outcome, row.attempts) == ("APPLIED", 2)
