@@ -84,10 +84,16 @@ class RecordAction:
 
 @dataclass(frozen=True)
 class RefundPurchase:
+    """Exactly one of `amount`, `lines` (sku, quantity) and `line_refs` (the platform's
+    line id, quantity). `keep_until_purchase`: a refund of an order not recorded yet is
+    kept and applied when the purchase arrives (webhooks, whose order is not ours)."""
+
     idempotency_key: str
     order_id: str
     amount: Decimal | None = None
     lines: tuple[tuple[str, int], ...] | None = None
+    line_refs: tuple[tuple[str, int], ...] | None = None
+    keep_until_purchase: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,11 +259,31 @@ def _camel(name: str) -> str:
     return first + "".join(part.capitalize() for part in rest)
 
 
+# Fields added after keys were first stored: left out while they hold their default, so
+# the fingerprints of keys stored before they existed stay the same.
+_LATER_FIELDS = {"ref": None, "line_refs": None, "keep_until_purchase": False}
+
+
 def fingerprint(command: AnyCommand) -> str:
     """A stable hash of the command's type and every input value."""
-    payload = {"type": type(command).__name__, "input": dataclasses.asdict(command)}
+    payload = {
+        "type": type(command).__name__,
+        "input": _without_defaults(dataclasses.asdict(command)),
+    }
     text = json.dumps(payload, sort_keys=True, default=_plain, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _without_defaults(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _without_defaults(item)
+            for key, item in value.items()
+            if not (key in _LATER_FIELDS and item == _LATER_FIELDS[key])
+        }
+    if isinstance(value, list | tuple):
+        return [_without_defaults(item) for item in value]
+    return value
 
 
 def _plain(value: object) -> str:

@@ -16,20 +16,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import deliveries_repository
-from ledger.commands import Command, Outcome, Problem
+from ledger.commands import (
+    Command,
+    EnrollMember,
+    ForgetMember,
+    Outcome,
+    Problem,
+    RecordPurchase,
+)
 from ledger.models import DeliveryDirection, DeliveryOutcome, WebhookDelivery
 
 if TYPE_CHECKING:
     from ledger.service import LoyaltyService
 
-# Business codes meaning "this effect is already in the ledger": the delivery is a
-# duplicate of something applied before (another delivery id, another source).
-ALREADY_APPLIED = frozenset({"DUPLICATE_ORDER", "ALREADY_ENROLLED"})
+# Business codes meaning "this effect is already in the ledger", per command: the
+# delivery is a duplicate of something applied before (another delivery id, another
+# source), or, for an erasure, there is nothing (left) to erase.
+ALREADY_APPLIED: dict[type[Any], frozenset[str]] = {
+    RecordPurchase: frozenset({"DUPLICATE_ORDER"}),
+    EnrollMember: frozenset({"ALREADY_ENROLLED"}),
+    ForgetMember: frozenset({"UNKNOWN_MEMBER"}),
+}
 # Outcomes after which a repeat of the same delivery id changes nothing.
 SETTLED = frozenset({DeliveryOutcome.APPLIED, DeliveryOutcome.DUPLICATE, DeliveryOutcome.IGNORED})
 ATTEMPT_LOG_LIMIT = 20
@@ -86,7 +98,8 @@ async def apply(
     outcomes = []
     for command in commands:
         outcome = await service.execute(session, program_id, client_key(source), command)
-        if outcome.problem is not None and outcome.problem.code not in ALREADY_APPLIED:
+        already = ALREADY_APPLIED.get(type(command), frozenset())
+        if outcome.problem is not None and outcome.problem.code not in already:
             raise Rejected(outcome.problem)
         outcomes.append(outcome)
     applied = any(outcome.ok and not outcome.replayed for outcome in outcomes)

@@ -375,3 +375,22 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2048), primary_key=True)
     disabled_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class PendingRefund(Base):
+    """A refund reported before its purchase (webhooks do not arrive in order): kept,
+    and applied inside `record_purchase` when the order arrives, in arrival order."""
+
+    __tablename__ = "pending_refunds"
+    __table_args__ = (Index("ix_pending_refunds_order", "program_id", "order_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[str] = mapped_column(String(63))
+    order_id: Mapped[str] = mapped_column(String(255))
+    # {"amount": "12.50"} | {"lines": [[sku, qty]]} | {"line_refs": [[ref, qty]]}
+    refund: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime]
+    # Set when the purchase arrived: the REFUND entry written, or why it could not apply.
+    applied_at: Mapped[datetime | None]
+    entry_id: Mapped[int | None] = mapped_column(Id)
+    problem: Mapped[str | None] = mapped_column(String(500))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from ledger import outbox, postings, rules, tiers, write_repository
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
@@ -14,13 +16,14 @@ from ledger.errors import (
     DuplicateOrder,
     InvalidAmount,
     InvalidInput,
+    LedgerError,
     LimitReached,
     UnknownAction,
     UnknownMember,
     UnknownOrder,
 )
 from ledger.members import enroll_member, is_forgotten
-from ledger.models import Account, Entry, EntryKind, LotStatus, Member, Order
+from ledger.models import Account, Entry, EntryKind, LotStatus, Member, Order, PendingRefund
 from ledger.rules import PricedLine
 from ledger.scope import LedgerScope, ensure_not_forgotten, find_member
 
@@ -64,6 +67,7 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     too_large = rules.order_problem(eligible, 0)
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
+    await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
     if await write_repository.order_by_order_id(scope.session, scope.program_id, command.order_id):
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(scope, command)
@@ -127,7 +131,26 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         await tiers.evaluate_tier(scope, account)
     if referrer_id is not None:
         await _referral_bonuses(scope, member, accounts, referrer_id)
+    await _apply_pending_refunds(scope, order)
     return Outcome(member_id=member.id, entry_id=entry.id)
+
+
+async def _apply_pending_refunds(scope: LedgerScope, order: Order) -> None:
+    """Refunds reported before this purchase, applied now in arrival order; one that
+    cannot apply to the order as it is (a line it does not have, more than it holds)
+    is marked with the reason and never refuses the purchase."""
+    for pending in await write_repository.pending_refunds(
+        scope.session, scope.program_id, order.order_id
+    ):
+        request = _Refund.of_json(pending.refund)
+        try:
+            async with scope.session.begin_nested():
+                entry = await _reverse(scope, order, request)
+            pending.entry_id = entry.id
+        except LedgerError as error:
+            pending.problem = f"{error.code}: {error.message}"[:500]
+        pending.applied_at = scope.now
+    await scope.session.flush()
 
 
 async def _purchaser(scope: LedgerScope, command: RecordPurchase) -> Member:
@@ -179,6 +202,7 @@ def _line_json(line: PricedLine) -> dict[str, object]:
         "quantity": line.quantity,
         "amount": str(line.amount),
         "factor": str(line.factor),
+        **({"ref": line.ref} if line.ref is not None else {}),
     }
 
 
@@ -190,6 +214,7 @@ def _priced(order: Order) -> list[PricedLine]:
             quantity=int(line["quantity"]),
             amount=Decimal(str(line["amount"])),
             factor=Decimal(str(line["factor"])),
+            ref=line.get("ref"),
         )
         for line in order.lines
     ]
@@ -233,34 +258,112 @@ async def record_action(scope: LedgerScope, command: RecordAction) -> Outcome:
     return Outcome(member_id=member.id, entry_id=entry.id)
 
 
-async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
-    """Reverse the order's points in proportion to what is refunded (DESIGN §3)."""
-    if (command.amount is None) == (command.lines is None):
+@dataclass(frozen=True)
+class _Refund:
+    """What a refund takes back: exactly one of an amount, (sku, quantity) lines, or
+    (platform line id, quantity) lines."""
+
+    amount: Decimal | None = None
+    lines: tuple[tuple[str, int], ...] | None = None
+    line_refs: tuple[tuple[str, int], ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.amount is not None:
+            return {"amount": str(self.amount)}
+        if self.lines is not None:
+            return {"lines": [list(line) for line in self.lines]}
+        return {"line_refs": [list(line) for line in self.line_refs or ()]}
+
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> _Refund:
+        def pairs(key: str) -> tuple[tuple[str, int], ...] | None:
+            items = data.get(key)
+            return None if items is None else tuple((str(a), int(b)) for a, b in items)
+
+        amount = data.get("amount")
+        return cls(
+            None if amount is None else Decimal(str(amount)), pairs("lines"), pairs("line_refs")
+        )
+
+
+def _refund_request(command: RefundPurchase) -> _Refund:
+    given = [part is not None for part in (command.amount, command.lines, command.line_refs)]
+    if sum(given) != 1:
         raise InvalidInput("give exactly one of amount and lines", ["amount"])
-    order = await write_repository.order_by_order_id(
-        scope.session, scope.program_id, command.order_id, lock=True
-    )
-    if order is None:
-        raise UnknownOrder(f"no order {command.order_id!r} in this program", ["orderId"])
-    await ensure_not_forgotten(scope, order.member_id, ["orderId"])
-    priced = _priced(order)
-    refunded = list(order.refunded_quantities)
-    refunded_amount = order.refunded_amount
-    if command.lines is not None:
-        if not command.lines:
-            raise InvalidAmount("a refund needs at least one line", ["lines"])
-        try:
-            refunded = rules.allocate_line_refund(priced, refunded, command.lines)
-        except rules.RefundLineError as exc:
-            raise InvalidAmount(exc.reason, ["lines", str(exc.index), exc.field]) from None
-    else:
-        assert command.amount is not None
+    return _Refund(command.amount, command.lines, command.line_refs)
+
+
+def _check_refund(request: _Refund) -> None:
+    """The checks a refund passes before it meets its order."""
+    if request.amount is not None:
         problem = rules.money_problem(
-            command.amount, allow_zero=False, maximum=rules.MAX_UNIT_PRICE
+            request.amount, allow_zero=False, maximum=rules.MAX_UNIT_PRICE
         )
         if problem:
             raise InvalidAmount(f"amount {problem}", ["amount"])
-        refunded_amount += command.amount
+    lines = request.lines if request.lines is not None else request.line_refs
+    if lines is None:
+        return
+    if not lines:
+        raise InvalidAmount("a refund needs at least one line", ["lines"])
+    for index, (_, quantity) in enumerate(lines):
+        if not 0 < quantity <= rules.MAX_QUANTITY:
+            raise InvalidAmount(
+                f"must be between 1 and {rules.MAX_QUANTITY}", ["lines", str(index), "quantity"]
+            )
+
+
+async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
+    """Reverse the order's points in proportion to what is refunded (DESIGN §3). With
+    `keep_until_purchase`, a refund of an order not recorded yet is kept and applied
+    by `record_purchase` when the order arrives."""
+    request = _refund_request(command)
+    order = await write_repository.order_by_order_id(
+        scope.session, scope.program_id, command.order_id, lock=True
+    )
+    if order is None and command.keep_until_purchase:
+        _check_id(command.order_id, "orderId")
+        # A purchase of this order id committing meanwhile: wait for it, then look again.
+        await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
+        order = await write_repository.order_by_order_id(
+            scope.session, scope.program_id, command.order_id, lock=True
+        )
+        if order is None:
+            _check_refund(request)
+            scope.session.add(
+                PendingRefund(
+                    program_id=scope.program_id,
+                    order_id=command.order_id,
+                    refund=request.to_json(),
+                    received_at=scope.now,
+                )
+            )
+            await scope.session.flush()
+            return Outcome()
+    if order is None:
+        raise UnknownOrder(f"no order {command.order_id!r} in this program", ["orderId"])
+    await ensure_not_forgotten(scope, order.member_id, ["orderId"])
+    entry = await _reverse(scope, order, request)
+    return Outcome(member_id=order.member_id, entry_id=entry.id)
+
+
+async def _reverse(scope: LedgerScope, order: Order, request: _Refund) -> Entry:
+    """The REFUND entry of `request` against `order`, whose row is locked."""
+    _check_refund(request)
+    priced = _priced(order)
+    refunded = list(order.refunded_quantities)
+    refunded_amount = order.refunded_amount
+    lines = request.lines if request.lines is not None else request.line_refs
+    if lines is not None:
+        try:
+            refunded = rules.allocate_line_refund(
+                priced, refunded, lines, by_ref=request.line_refs is not None
+            )
+        except rules.RefundLineError as exc:
+            raise InvalidAmount(exc.reason, ["lines", str(exc.index), exc.field]) from None
+    else:
+        assert request.amount is not None
+        refunded_amount += request.amount
     refunded_eligible = rules.refunded_eligible(priced, refunded) + Fraction(refunded_amount)
     if refunded_eligible > rules.eligible_total(priced):
         raise InvalidAmount("more than remains refundable on the order", ["amount"])
@@ -287,7 +390,7 @@ async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
     )
     order.net_spend_cents = rules.to_cents(rules.eligible_total(priced) - refunded_eligible)
     outbox.record_entry(scope.session, entry, account, scope.now)
-    return Outcome(member_id=order.member_id, entry_id=entry.id)
+    return entry
 
 
 async def adjust(scope: LedgerScope, command: AdjustPoints) -> Outcome:

@@ -43,6 +43,7 @@ class Line:
     quantity: int
     unit_price: Decimal
     discount: Decimal = Decimal(0)
+    ref: str | None = None  # the platform's own id of the line (Shopify's line item id)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class PricedLine:
     quantity: int
     amount: Decimal
     factor: Decimal
+    ref: str | None = None
 
     @property
     def weighted(self) -> Decimal:
@@ -224,7 +226,7 @@ def price_lines(
         for multiplier in program.earning.multipliers:
             if multiplier_applies(multiplier, line, channel, occurred_at, program):
                 factor *= multiplier.factor
-        priced.append(PricedLine(line.sku, line.category, line.quantity, amount, factor))
+        priced.append(PricedLine(line.sku, line.category, line.quantity, amount, factor, line.ref))
     return priced
 
 
@@ -250,8 +252,11 @@ def allocate_line_refund(
     priced: Sequence[PricedLine],
     refunded: Sequence[int],
     requests: Sequence[tuple[str, int]],
+    *,
+    by_ref: bool = False,
 ) -> list[int]:
-    """Refunded quantity per line after a refund by (sku, quantity).
+    """Refunded quantity per line after a refund by (sku, quantity), or by (ref, quantity)
+    when `by_ref` (the platform's line id, which tells apart lines of one sku).
 
     A sku that appears on several lines is refunded from the first line with quantity left.
     Raises ValueError (with the request index) when a sku is not on the order or more is
@@ -261,9 +266,10 @@ def allocate_line_refund(
     for index, (sku, quantity) in enumerate(requests):
         if not 0 < quantity <= MAX_QUANTITY:
             raise RefundLineError(index, "quantity", f"must be between 1 and {MAX_QUANTITY}")
-        matching = [i for i, line in enumerate(priced) if line.sku == sku]
+        matching = [i for i, line in enumerate(priced) if (line.ref if by_ref else line.sku) == sku]
         if not matching:
-            raise RefundLineError(index, "sku", f"sku {sku!r} is not on this order")
+            what = "line" if by_ref else "sku"
+            raise RefundLineError(index, what, f"{what} {sku!r} is not on this order")
         left = quantity
         for i in matching:
             take = min(left, priced[i].quantity - result[i])

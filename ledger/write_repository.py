@@ -26,6 +26,7 @@ from ledger.models import (
     Member,
     Order,
     OutboxEvent,
+    PendingRefund,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -110,6 +111,33 @@ async def order_by_order_id(
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     return await session.scalar(query)
+
+
+async def lock_order_id(session: AsyncSession, program_id: str, order_id: str) -> None:
+    """Serialize a purchase and a refund of one order id that has no order row yet
+    (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer at a time)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{program_id}/{order_id}", 0)))
+    )
+
+
+async def pending_refunds(
+    session: AsyncSession, program_id: str, order_id: str
+) -> list[PendingRefund]:
+    """The refunds of an order still waiting for its purchase, in arrival order."""
+    query = (
+        select(PendingRefund)
+        .where(
+            PendingRefund.program_id == program_id,
+            PendingRefund.order_id == order_id,
+            PendingRefund.applied_at.is_(None),
+        )
+        .order_by(PendingRefund.id)
+        .with_for_update()
+    )
+    return list((await session.scalars(query)).all())
 
 
 async def has_orders(session: AsyncSession, member_id: int) -> bool:

@@ -10,7 +10,8 @@ of a list of them, during a rotation). The body is `{"type", "timestamp", "data"
 | `purchase.refunded` | a `RefundInput` as JSON |
 | `member.enrolled` | an `EnrollMemberInput` as JSON |
 
-`data` is read with the GraphQL input's rules: camelCase names, no unknown field,
+A refund of an order not recorded yet is kept by the ledger and applied when the
+purchase arrives. `data` is read with the GraphQL input's rules: camelCase names, no unknown field,
 Decimal as strings, Int within 32 bits, DateTime with an offset. A missing
 `idempotencyKey` is the `webhook-id`. Other types are ignored (200).
 """
@@ -227,6 +228,7 @@ def refund(data: _Input, webhook_id: str) -> RefundPurchase:
         data.required("orderId"),
         None if amount is None else money(amount, data.where("amount")),
         None if lines is None else tuple(lines),
+        keep_until_purchase=True,  # webhooks arrive in any order
     )
 
 

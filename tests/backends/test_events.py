@@ -174,3 +174,22 @@ async def test_data_that_breaks_the_input_rules_is_422_and_writes_nothing(
         reason,
     )
     assert await counts(gw) == before
+
+
+async def test_a_refund_before_its_purchase_is_kept_and_applied_on_arrival(gw: Gateway) -> None:
+    early = await send_event(
+        gw, "purchase.refunded", {"orderId": "o-1", "lines": [{"sku": "SHOE", "quantity": 1}]}, "r1"
+    )
+    assert (early.status, early.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "ada") is None
+    bought = await send_event(
+        gw, "purchase.completed", purchase_data("o-1", "ada", TEE, SHOE), "msg_p"
+    )
+    assert bought.status == 200
+    assert await points(gw, "ada") == Points(available=0, pending=190 - 140)
+    # The platform sends the refund again: one effect.
+    again = await send_event(
+        gw, "purchase.refunded", {"orderId": "o-1", "lines": [{"sku": "SHOE", "quantity": 1}]}, "r1"
+    )
+    assert again.body.get("repeat") is True
+    assert await points(gw, "ada") == Points(available=0, pending=50)
