@@ -33,7 +33,7 @@ from backends.inbound import (
     Unprocessable,
     WebhookSource,
 )
-from ledger import inbound
+from ledger import inbound, rules
 from ledger.commands import Command, Problem
 from ledger.db import Database, is_unavailable
 from ledger.models import DeliveryOutcome
@@ -88,7 +88,7 @@ class _Flow:
             return Answer(401, {"error": exc.code, "reason": exc.reason})
         try:
             try:
-                identity = self.source.identify(self.delivery)
+                identity = _storable(self.source.identify(self.delivery))
             except Unprocessable as exc:
                 # No id of its own: the body's hash stands in, so repeats count as one.
                 digest = hashlib.sha256(self.delivery.body).hexdigest()
@@ -194,6 +194,17 @@ class _Flow:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+
+def _storable(identity: Identity) -> Identity:
+    """The identity as the record can hold it: an id too long or with text no database
+    stores is kept as its hash (still one record per id); such a topic as its repr."""
+    event_id, topic = identity.event_id, identity.topic
+    if len(event_id) > inbound.MAX_EVENT_ID or rules.text_problem(event_id):
+        event_id = "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+    if len(topic) > inbound.MAX_TOPIC or rules.text_problem(topic):
+        topic = ascii(topic)[: inbound.MAX_TOPIC]
+    return Identity(event_id, topic)
 
 
 def _receipt_body(receipt: inbound.Receipt) -> dict[str, Any]:

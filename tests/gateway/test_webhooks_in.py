@@ -5,6 +5,7 @@ the rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -228,3 +229,41 @@ async def test_a_locked_database_is_503_with_retry_after_and_the_retry_lands_onc
         assert await points(gw, "cust-1") == Points(available=0, pending=50)
         [row] = await inbound_deliveries(gw)
         assert (row.outcome, row.attempts) == ("APPLIED", 2)
+
+
+async def test_ids_and_types_no_database_can_store_are_kept_by_hash(gw: Gateway) -> None:
+    long_id = "msg_" + "x" * 300
+    first = await send_event(gw, "purchase.completed", purchase_data("o-1"), long_id)
+    assert (first.status, first.body["outcome"]) == (200, "APPLIED")
+    again = await send_event(gw, "purchase.completed", purchase_data("o-1"), long_id)
+    assert again.body.get("repeat") is True
+    odd = await send_event(gw, "odd\u0000type", {}, "msg_2")
+    assert (odd.status, odd.body["outcome"]) == (200, "IGNORED")
+    rows = await inbound_deliveries(gw)
+    assert [(row.event_id[:7], row.topic, row.attempts) for row in rows] == [
+        ("sha256:", "purchase.completed", 2),
+        ("msg_2", "'odd\\x00type'", 1),
+    ]
+
+
+async def test_the_same_delivery_sent_at_once_applies_once(gw: Gateway) -> None:
+    answers = await asyncio.gather(
+        *(send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1") for _ in range(6))
+    )
+    assert [answer.status for answer in answers] == [200] * 6
+    assert sum(1 for answer in answers if not answer.body.get("repeat")) == 1
+    assert await points(gw, "cust-1") == Points(available=0, pending=50)
+    [row] = await inbound_deliveries(gw)
+    assert (row.outcome, row.attempts) == ("APPLIED", 6)
+
+
+async def test_a_refund_racing_its_purchase_is_applied_exactly_once(gw: Gateway) -> None:
+    for round_ in range(5):
+        order = f"o-{round_}"
+        refund = {"orderId": order, "amount": "10.00"}
+        await asyncio.gather(
+            send_event(gw, "purchase.refunded", refund, f"r-{round_}"),
+            send_event(gw, "purchase.completed", purchase_data(order, "ada"), f"p-{round_}"),
+        )
+    # Each order: 50 points, less floor(50 × 10 / 50) = 10 for its refund.
+    assert await points(gw, "ada") == Points(available=0, pending=5 * 40)

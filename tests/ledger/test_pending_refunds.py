@@ -4,9 +4,11 @@ the platform's line id; and the API's refundPurchase keeps answering UNKNOWN_ORD
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from ledger.commands import RefundPurchase
 from ledger.db import Database
@@ -110,3 +112,38 @@ async def test_the_api_refund_of_an_unknown_order_is_still_unknown_order(
     outcome = await run(database, service, RefundPurchase("r-1", "o-1", amount=Decimal("1")))
     assert outcome.problem is not None and outcome.problem.code == "UNKNOWN_ORDER"
     assert await pending(database) == []
+
+
+async def waiting_on_advisory_lock(database: Database, task: asyncio.Task[object]) -> bool:
+    """Whether a session waits on an advisory lock (True) or `task` ended first."""
+    while not task.done():
+        async with database.reading() as session:
+            waiting = await session.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'")
+            )
+        if waiting:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("first", ["refund", "purchase"])
+async def test_a_refund_and_its_purchase_in_flight_together_apply_once(
+    database: Database, service: LoyaltyService, first: str
+) -> None:
+    """Whichever commits second sees the other: the purchase waits for a refund kept
+    in flight, and a refund waits for a purchase in flight, then finds its order."""
+    refund = RefundPurchase("r-1", "o-1", amount=Decimal("10.00"), keep_until_purchase=True)
+    bought = purchase("p-1", "ada", "o-1", item("50.00", sku="TEE"))
+    head, tail = (refund, bought) if first == "refund" else (bought, refund)
+    async with database.transaction() as session:
+        assert (await service.execute(session, "test", "till-1", head)).ok
+        other = asyncio.ensure_future(run(database, service, tail))
+        assert await waiting_on_advisory_lock(database, other)
+    assert (await other).ok
+    assert await refund_entries(database) == [-10]
+    assert [p.applied_at is not None for p in await pending(database)] == (
+        [True] if first == "refund" else []
+    )
+    await verify(database)
