@@ -9,7 +9,7 @@ gateway sends as it is. The answers of DESIGN §7:
 | applied (committed) | 200 | APPLIED |
 | repeat of a settled delivery id | 200 | one more attempt, unchanged |
 | the effect was already there (same order, same customer) | 200 | DUPLICATE |
-| a topic with nothing to do | 200 | IGNORED |
+| a topic with nothing to do; a purchase of a customer who is no member | 200 | IGNORED |
 | a payload that can never apply | 422 (409 for a reused idempotency key) | REJECTED |
 | database unavailable, platform API down | 503 + Retry-After | FAILED (if it can be) |
 """

@@ -3,8 +3,9 @@ its delivery record, in one transaction.
 
 The HTTP side (signatures, payload mapping, answers) is `backends/inbound.py`. Here the
 ledger decides what a delivery's commands did: applied, already there (a repeated
-delivery id, an order that already earned, a customer already enrolled), or refused
-for good (a payload that can never apply, whose effects are rolled back by the caller).
+delivery id, an order that already earned, a customer already enrolled), not for this
+program (a purchase of a customer who is no member: ignored), or refused for good (a
+payload that can never apply, whose effects are rolled back by the caller).
 
 A delivery is recorded once per (program, source, platform event id); a repeat of a
 delivery that was applied, ignored or a duplicate adds an attempt and changes nothing;
@@ -28,6 +29,7 @@ from ledger.commands import (
     Outcome,
     Problem,
     RecordPurchase,
+    RefundPurchase,
 )
 from ledger.models import DeliveryDirection, DeliveryOutcome, WebhookDelivery
 
@@ -41,6 +43,13 @@ ALREADY_APPLIED: dict[type[Any], frozenset[str]] = {
     RecordPurchase: frozenset({"DUPLICATE_ORDER"}),
     EnrollMember: frozenset({"ALREADY_ENROLLED"}),
     ForgetMember: frozenset({"UNKNOWN_MEMBER"}),
+}
+# Business codes meaning "not for this program": a purchase or refund of a customer who
+# is no member (the program does not enrol on the fly, or the customer was forgotten).
+# Recorded as IGNORED and answered 200: the platform has nothing to fix or retry.
+NOT_OURS: dict[type[Any], frozenset[str]] = {
+    RecordPurchase: frozenset({"UNKNOWN_MEMBER"}),
+    RefundPurchase: frozenset({"UNKNOWN_MEMBER"}),
 }
 # Outcomes after which a repeat of the same delivery id changes nothing.
 SETTLED = frozenset({DeliveryOutcome.APPLIED, DeliveryOutcome.DUPLICATE, DeliveryOutcome.IGNORED})
@@ -96,15 +105,13 @@ async def apply(
         await session.flush()
         return Receipt(row.id, DeliveryOutcome(row.outcome), repeat=True)
     outcomes = []
+    results = []
     for command in commands:
         outcome = await service.execute(session, program_id, client_key(source), command)
-        already = ALREADY_APPLIED.get(type(command), frozenset())
-        if outcome.problem is not None and outcome.problem.code not in already:
-            raise Rejected(outcome.problem)
+        results.append(_result(command, outcome))
         outcomes.append(outcome)
-    applied = any(outcome.ok and not outcome.replayed for outcome in outcomes)
-    result = DeliveryOutcome.APPLIED if applied or not commands else DeliveryOutcome.DUPLICATE
-    reason = None if result == DeliveryOutcome.APPLIED else _already(outcomes)
+    result = next((kind for kind in _PRECEDENCE if kind in results), DeliveryOutcome.APPLIED)
+    reason = None if result == DeliveryOutcome.APPLIED else _reason(outcomes)
     row = await _record(session, row, program_id, source, event_id, topic, now)
     _attempt(row, now, status, result, reason)
     await session.flush()
@@ -196,7 +203,22 @@ def _attempt(
     row.updated_at = now
 
 
-def _already(outcomes: Sequence[Outcome]) -> str:
+_PRECEDENCE = (DeliveryOutcome.APPLIED, DeliveryOutcome.DUPLICATE, DeliveryOutcome.IGNORED)
+
+
+def _result(command: Command, outcome: Outcome) -> DeliveryOutcome:
+    """What one command's outcome makes of the delivery; raises `Rejected` for good."""
+    if outcome.problem is None:
+        return DeliveryOutcome.DUPLICATE if outcome.replayed else DeliveryOutcome.APPLIED
+    code = outcome.problem.code
+    if code in ALREADY_APPLIED.get(type(command), frozenset()):
+        return DeliveryOutcome.DUPLICATE
+    if code in NOT_OURS.get(type(command), frozenset()):
+        return DeliveryOutcome.IGNORED
+    raise Rejected(outcome.problem)
+
+
+def _reason(outcomes: Sequence[Outcome]) -> str:
     for outcome in outcomes:
         if outcome.problem is not None:
             return f"{outcome.problem.code}: {outcome.problem.message}"

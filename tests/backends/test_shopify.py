@@ -256,13 +256,23 @@ async def test_customers_create_enrolls_and_customers_redact_forgets(gw: Gateway
     assert (unknown.status, unknown.body["outcome"]) == (200, "DUPLICATE")
 
 
-async def test_customers_create_without_auto_enroll_is_ignored(database_url: str) -> None:
+async def test_without_auto_enroll_new_customers_and_their_orders_are_ignored(
+    database_url: str,
+) -> None:
     async with running_gateway(
         database_url, webhook_secrets=SECRETS, bonuses=NO_BONUSES, auto_enroll=False
     ) as gw:
         answer = await send_shopify(gw, "customers/create", customer(), "wh-1")
         assert (answer.status, answer.body["outcome"]) == (200, "IGNORED")
-        assert (await counts(gw)).members == 0
+        # Nor does an order make a member of someone who is not one: 200, nothing to retry.
+        order = await send_shopify(gw, "orders/paid", order_paid(), "wh-2")
+        assert (order.status, order.body["outcome"]) == (200, "IGNORED")
+        assert ((await counts(gw)).members, (await counts(gw)).entries) == (0, 0)
+        rows = [(row.outcome, row.attempt_log[0]["reason"]) for row in await inbound_deliveries(gw)]
+        assert rows == [
+            ("IGNORED", "the program does not enrol customers on the fly (auto_enroll)"),
+            ("IGNORED", "UNKNOWN_MEMBER: no such member in this program"),
+        ]
 
 
 @pytest.mark.parametrize(
