@@ -29,8 +29,11 @@ class overrides `secrets`):
         name = "acmepos"
 
         async def verify(self, delivery: Delivery, secrets: tuple[str, ...]) -> None:
-            if not any(hmac_ok(secret, delivery.body, delivery.header("x-acme-sig"))
-                       for secret in secrets):
+            try:
+                given = bytes.fromhex(delivery.header("x-acme-sig") or "")
+            except ValueError:
+                raise BadSignature("X-Acme-Sig is not hex") from None
+            if not any(same(hmac_sha256(s, delivery.body), given) for s in secrets):
                 raise BadSignature("X-Acme-Sig does not match the body")
 
         def identify(self, delivery: Delivery) -> Identity:
@@ -44,6 +47,10 @@ class overrides `secrets`):
             return [RecordPurchase(...)]
 
     SOURCE = AcmePos()
+
+Only the three errors above may leave an adapter (anything else is a 500): turn a
+platform's malformed input into `Unprocessable`, a timeout or 5xx of its API (always
+called with a timeout, through `delivery.http`) into `SourceUnavailable`.
 
 The registry finds every module of `backends/sources/` by itself; nothing else needs
 editing, bar the program file's `[webhook_secrets]` key (`ledger/program.py`). Tests go
