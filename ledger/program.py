@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -202,8 +203,13 @@ class Commerce(_Section):
     consumer_secret: str | None = None
 
 
+def _listed(value: object) -> object:
+    return (value,) if isinstance(value, str) else value
+
+
 Secret = Annotated[str, Field(min_length=1, max_length=4096)]
-Secrets = Secret | tuple[Secret, ...]
+# One secret, or a list of them: read as a tuple, the current secret first.
+Secrets = Annotated[tuple[Secret, ...], BeforeValidator(_listed)]
 
 
 class WebhookSecrets(_Section):
@@ -213,24 +219,21 @@ class WebhookSecrets(_Section):
     and the old one (`shopify = ["new", "old"]`), and a delivery signed with either is
     accepted. A source without a secret answers 404."""
 
-    shopify: Secrets | None = None
-    woocommerce: Secrets | None = None
-    stripe: Secrets | None = None
-    events: Secrets | None = None
+    shopify: Secrets = ()
+    woocommerce: Secrets = ()
+    stripe: Secrets = ()
+    events: Secrets = ()
 
     @field_validator("events")
     @classmethod
-    def _events_decode(cls, value: Secrets | None) -> Secrets | None:
-        if isinstance(value, str):
-            return _signing_secret(value)
-        return None if value is None else tuple(_signing_secret(item) for item in value)
+    def _events_decode(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_signing_secret(value) for value in values)
 
     def of(self, source: str) -> tuple[str, ...]:
         """Every secret configured for `source`, the current one first; () when none."""
-        value = getattr(self, source) if source in type(self).model_fields else None
-        if value is None:
+        if source not in type(self).model_fields:
             return ()
-        return (value,) if isinstance(value, str) else tuple(value)
+        return tuple(getattr(self, source))
 
 
 class Program(_Section):

@@ -104,6 +104,18 @@ def test_defaults_of_a_minimal_program(tmp_path: Path) -> None:
             "Input should be",
             id="weekday",
         ),
+        pytest.param(
+            VALID + '[webhook_secrets]\nevents = "not base64!"\n',
+            "webhook_secrets.events",
+            "a webhook secret is base64",
+            id="events-secret",
+        ),
+        pytest.param(
+            VALID + '[webhook_secrets]\nshopify = ""\n',
+            "webhook_secrets.shopify.0",
+            "at least 1 character",
+            id="empty-secret",
+        ),
     ],
 )
 def test_a_bad_program_file_names_file_key_and_reason(
@@ -142,3 +154,13 @@ def test_the_same_program_twice_names_the_second_file(tmp_path: Path) -> None:
 def test_an_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ProgramFileError, match=r"no \*\.toml program files"):
         load_programs(tmp_path)
+
+
+def test_inbound_secrets_take_one_or_a_list_current_first(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(VALID + '[webhook_secrets]\nshopify = ["new", "old"]\nstripe = "whsec_x"\n')
+    secrets = load_program(path).webhook_secrets
+    assert secrets.of("shopify") == ("new", "old")
+    assert secrets.of("stripe") == ("whsec_x",)
+    assert secrets.of("events") == ()
+    assert secrets.of("of") == ()  # only secret keys are looked up
