@@ -53,7 +53,11 @@ platform's malformed input into `Unprocessable`, a timeout or 5xx of its API (al
 called with a timeout, through `delivery.http`) into `SourceUnavailable`.
 
 The registry finds every module of `backends/sources/` by itself; nothing else needs
-editing, bar the program file's `[webhook_secrets]` key (`ledger/program.py`). Tests go
+editing, bar the program file's key: add `<name>: Secrets = ()` to `WebhookSecrets` in
+`ledger/program.py` (one secret or a list, for rotation). Refunds from a platform set
+`keep_until_purchase=True` (they may come before the purchase; the ledger keeps them),
+and refer to lines by the platform's own line id (`Line.ref` on the purchase,
+`RefundPurchase.line_refs`) when it sends one. Tests go
 in `tests/backends/test_<name>.py`, over real HTTP (`tests/support/gateway.py`).
 """
 
