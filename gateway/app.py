@@ -32,8 +32,8 @@ from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
-from gateway.websocket import RevocationWatch
 from gateway.webhooks_in import InboundWebhooks
+from gateway.websocket import RevocationWatch
 from ledger.db import Database
 from ledger.program import Program
 from ledger.service import LoyaltyService, utcnow
