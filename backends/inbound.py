@@ -159,7 +159,9 @@ class WebhookSource:
         return program.webhook_secrets.of(self.name)
 
     async def verify(self, delivery: Delivery, secrets: tuple[str, ...]) -> None:
-        """Raise `BadSignature` unless the raw body is signed with one of `secrets`."""
+        """Raise `BadSignature` unless the raw body is signed with one of `secrets`;
+        `SourceUnavailable` when the platform API that checks signatures is down (503,
+        nothing recorded)."""
         raise NotImplementedError
 
     def identify(self, delivery: Delivery) -> Identity:

@@ -12,6 +12,7 @@ gateway sends as it is. The answers of DESIGN §7:
 | a topic with nothing to do; a purchase of a customer who is no member | 200 | IGNORED |
 | a payload that can never apply | 422 (409 for a reused idempotency key) | REJECTED |
 | database unavailable, platform API down | 503 + Retry-After | FAILED (if it can be) |
+| the platform's signature-checking API down | 503 + Retry-After | nothing |
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class _Flow:
         except BadSignature as exc:
             log.info("%s: signature refused: %s", where, exc.reason)
             return Answer(401, {"error": exc.code, "reason": exc.reason})
+        except SourceUnavailable as exc:  # the platform's verification API is down
+            log.warning("%s: signature not checked: %s", where, exc.reason)
+            return unavailable(exc.reason)
         try:
             try:
                 identity = _storable(self.source.identify(self.delivery))
