@@ -212,6 +212,9 @@ Secret = Annotated[str, Field(min_length=1, max_length=4096)]
 Secrets = Annotated[tuple[Secret, ...], BeforeValidator(_listed)]
 
 
+NOT_SECRETS = frozenset({"square_notification_url"})  # keys of [webhook_secrets] that are not
+
+
 class WebhookSecrets(_Section):
     """Inbound webhook secrets, one key per source (`/webhooks/{program}/{source}`).
 
@@ -223,6 +226,11 @@ class WebhookSecrets(_Section):
     woocommerce: Secrets = ()
     stripe: Secrets = ()
     events: Secrets = ()
+    square: Secrets = ()  # the subscription's signature key
+    # The notification URL exactly as registered in Square: it is part of what is signed.
+    square_notification_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$", max_length=2048
+    )
 
     @field_validator("events")
     @classmethod
@@ -231,9 +239,27 @@ class WebhookSecrets(_Section):
 
     def of(self, source: str) -> tuple[str, ...]:
         """Every secret configured for `source`, the current one first; () when none."""
-        if source not in type(self).model_fields:
+        if source not in type(self).model_fields or source in NOT_SECRETS:
             return ()
         return tuple(getattr(self, source))
+
+
+class Paypal(_Section):
+    """The PayPal REST app that verifies PayPal webhooks (verify-webhook-signature), and
+    the Webhook ID PayPal gave the listener URL."""
+
+    webhook_id: str = Field(pattern=r"^[A-Za-z0-9]{1,50}$")
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: str = Field(min_length=1, max_length=200)
+    base_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=500)
+
+
+class Square(_Section):
+    """Square's API, to read the line items of a paid order (Orders API)."""
+
+    base_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=500)
+    token: str = Field(min_length=1, max_length=500)
+    version: str = Field(default="2026-08-19", pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
 class Program(_Section):
@@ -264,6 +290,8 @@ class Program(_Section):
     crm: Crm | None = None
     commerce: Commerce | None = None
     webhook_secrets: WebhookSecrets = WebhookSecrets()
+    paypal: Paypal | None = None
+    square: Square | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -302,6 +330,22 @@ class Program(_Section):
         urls = [webhook.url for webhook in self.webhooks]
         if len(set(urls)) != len(urls):
             raise _KeyError("webhooks", "each endpoint url appears once")
+        return self
+
+    @model_validator(mode="after")
+    def _square_complete(self) -> Self:
+        secrets = self.webhook_secrets
+        if secrets.square and secrets.square_notification_url is None:
+            raise _KeyError(
+                "webhook_secrets.square_notification_url",
+                "required with webhook_secrets.square: the notification URL as registered "
+                "in Square is part of what Square signs",
+            )
+        if secrets.square and self.square is None:
+            raise _KeyError(
+                "square",
+                "required with webhook_secrets.square: base_url and token of the Orders API",
+            )
         return self
 
     @property
