@@ -164,3 +164,78 @@ def test_inbound_secrets_take_one_or_a_list_current_first(tmp_path: Path) -> Non
     assert secrets.of("stripe") == ("whsec_x",)
     assert secrets.of("events") == ()
     assert secrets.of("of") == ()  # only secret keys are looked up
+
+
+SQUARE_OK = (
+    VALID + '[webhook_secrets]\nsquare = "key"\n'
+    'square_notification_url = "https://loyalty.example/webhooks/shop/square"\n'
+    '[square]\nbase_url = "https://connect.squareup.com"\ntoken = "EAAA"\n'
+)
+PAYPAL_OK = (
+    VALID + '[paypal]\nwebhook_id = "1JE4291016473214C"\nclient_id = "id"\n'
+    'client_secret = "secret"\nbase_url = "https://api-m.paypal.com"\n'
+)
+
+
+def test_square_and_paypal_sections_load(tmp_path: Path) -> None:
+    path = tmp_path / "shop.toml"
+    path.write_text(SQUARE_OK)
+    program = load_program(path)
+    assert program.square is not None
+    assert (program.square.base_url, program.square.version) == (
+        "https://connect.squareup.com",
+        "2026-08-19",
+    )
+    assert program.webhook_secrets.of("square") == ("key",)
+    assert program.webhook_secrets.of("square_notification_url") == ()  # not a secret
+    path.write_text(PAYPAL_OK)
+    paypal = load_program(path).paypal
+    assert paypal is not None and paypal.webhook_id == "1JE4291016473214C"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        pytest.param(
+            VALID + '[webhook_secrets]\nsquare = "key"\n'
+            '[square]\nbase_url = "https://connect.squareup.com"\ntoken = "EAAA"\n',
+            "webhook_secrets.square_notification_url",
+            "the notification URL as registered in Square is part of what Square signs",
+            id="square-without-url",
+        ),
+        pytest.param(
+            VALID + '[webhook_secrets]\nsquare = "key"\n'
+            'square_notification_url = "https://loyalty.example/webhooks/shop/square"\n',
+            "square",
+            "required with webhook_secrets.square",
+            id="square-without-api",
+        ),
+        pytest.param(
+            SQUARE_OK.replace('"https://connect.squareup.com"', '"connect.squareup.com"'),
+            "square.base_url",
+            "should match pattern",
+            id="square-base-url",
+        ),
+        pytest.param(
+            PAYPAL_OK.replace('webhook_id = "1JE4291016473214C"', 'webhook_id = "WH-1"'),
+            "paypal.webhook_id",
+            "should match pattern",
+            id="paypal-webhook-id",
+        ),
+        pytest.param(
+            PAYPAL_OK.replace('client_secret = "secret"\n', ""),
+            "paypal.client_secret",
+            "Field required",
+            id="paypal-secret",
+        ),
+    ],
+)
+def test_a_bad_square_or_paypal_section_names_its_key(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ProgramFileError) as raised:
+        load_program(path)
+    assert raised.value.key == key
+    assert reason in raised.value.reason
