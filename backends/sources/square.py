@@ -102,7 +102,10 @@ class SquareSource(WebhookSource):
             customer = customer or order.get("customer_id")
             tenders = order.get("tenders")
             if not isinstance(tenders, list) or len(tenders) <= 1:
-                lines = _lines(order, currency) or lines
+                listed = _lines(order, currency)
+                if listed == ():
+                    return Ignored("the order has no line items that earn")
+                lines = listed or lines
         if customer is None or customer == "":
             return Ignored("the payment and its order name no customer")
         return [
@@ -139,13 +142,13 @@ def _money(value: object, field: str, currency: str | None = None) -> tuple[Deci
     return money(str(from_minor(amount, code)), f"{field}.amount"), code
 
 
-def _lines(order: dict[str, Any], currency: str) -> tuple[Line, ...]:
+def _lines(order: dict[str, Any], currency: str) -> tuple[Line, ...] | None:
     """The order's line items: unit price × quantity less the line's discounts (Square
     spreads order-level discounts onto the lines). A measured quantity (`2.25` kg) is
-    one line of its gross sales."""
+    one line of its gross sales. None when the order lists no line items at all."""
     items = order.get("line_items")
-    if items is None:
-        return ()
+    if items is None:  # an amount-only order: the payment's amount earns
+        return None
     if not isinstance(items, list):
         raise Unprocessable("the order's line_items must be a list")
     lines = []

@@ -369,3 +369,24 @@ async def test_a_wrong_token_is_a_clear_refusal(database_url: str, square: FakeS
             "Square's Orders API answered 401 for order ord-1: "
             "UNAUTHORIZED: This request could not be authorized."
         )
+
+
+async def test_gift_cards_earn_nothing_and_split_tenders_earn_their_own_amount(
+    gw: Gateway, square: FakeSquare
+) -> None:
+    gift = order("ord-gift")
+    gift["line_items"] = gift["line_items"][:1]
+    gift["line_items"][0]["item_type"] = "GIFT_CARD"
+    square.add_order(gift)
+    sold = await send(gw, payment_event("ev-1", 2500, payment_id="pay-g", order_id="ord-gift"))
+    assert (sold.status, sold.body["reason"]) == (200, "the order has no line items that earn")
+
+    split = order("ord-split")
+    split["tenders"] = [{"id": "pay-a"}, {"id": "pay-b"}]
+    square.add_order(split)
+    for event_id, payment_id, amount in (("ev-2", "pay-a", 2000), ("ev-3", "pay-b", 3500)):
+        answer = await send(
+            gw, payment_event(event_id, amount, payment_id=payment_id, order_id="ord-split")
+        )
+        assert answer.status == 200, answer.body
+    assert await points(gw, "ada") == Points(available=0, pending=55)  # 20 + 35, not 110
