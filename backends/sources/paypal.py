@@ -178,7 +178,11 @@ def _capture_id(refund: dict[str, Any]) -> str:
 
 async def _refund(delivery: Delivery, refund: dict[str, Any]) -> Parsed:
     refund_id = text(refund.get("id"), "resource.id")
-    amount, _ = _amount(refund)
+    amount, currency = _amount(refund)
+    if currency != delivery.program.currency:
+        raise Unprocessable(
+            f"resource.amount.currency_code is {currency}, not {delivery.program.currency}"
+        )
     order_id = _string(refund, "invoice_id")
     if order_id is None:
         capture_id = _capture_id(refund)
@@ -187,7 +191,8 @@ async def _refund(delivery: Delivery, refund: dict[str, Any]) -> Parsed:
         captured = await paypal.capture(delivery.http, _config(delivery), capture_id)
         order_id = _string(captured, "invoice_id") or capture_id
     # One refund, one effect: its id is the key, however many deliveries name it.
-    return [RefundPurchase(f"refund:{refund_id}", order_id, amount)]
+    # Kept when its capture has not arrived yet: webhooks come in any order.
+    return [RefundPurchase(f"refund:{refund_id}", order_id, amount, keep_until_purchase=True)]
 
 
 SOURCE = PaypalSource()

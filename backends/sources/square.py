@@ -84,7 +84,7 @@ class SquareSource(WebhookSource):
         if identity.topic == "payment.updated":
             return await self._payment(delivery, _object(body, "payment"), identity.event_id)
         if identity.topic == "refund.updated":
-            return _refund(_object(body, "refund"))
+            return _refund(_object(body, "refund"), delivery.program.currency)
         return Ignored(f"event type {identity.topic!r} is not one this source acts on")
 
     async def _payment(self, delivery: Delivery, payment: dict[str, Any], event_id: str) -> Parsed:
@@ -138,7 +138,7 @@ def _money(value: object, field: str, currency: str | None = None) -> tuple[Deci
     if not isinstance(code, str) or len(code) != 3 or not code.isascii() or not code.isupper():
         raise Unprocessable(f"{field}.currency must be an ISO 4217 code")
     if currency is not None and code != currency:
-        raise Unprocessable(f"{field}.currency is {code}, the payment's is {currency}")
+        raise Unprocessable(f"{field}.currency is {code}, not {currency}")
     return money(str(from_minor(amount, code)), f"{field}.amount"), code
 
 
@@ -199,15 +199,18 @@ async def _order(delivery: Delivery, order_id: str) -> dict[str, Any]:
     return await square.retrieve_order(delivery.http, config, order_id)
 
 
-def _refund(refund: dict[str, Any]) -> Parsed:
+def _refund(refund: dict[str, Any], program_currency: str) -> Parsed:
     status = refund.get("status")
     if status != "COMPLETED":
         return Ignored(f"refund status {status!r} is not COMPLETED")
     refund_id = text(refund.get("id"), "data.object.refund.id")
     payment_id = text(refund.get("payment_id"), "data.object.refund.payment_id")
-    amount, _ = _money(refund.get("amount_money"), "data.object.refund.amount_money")
+    amount, _ = _money(
+        refund.get("amount_money"), "data.object.refund.amount_money", program_currency
+    )
     # One refund, one effect: its id is the key, however many refund.updated name it.
-    return [RefundPurchase(f"refund:{refund_id}", payment_id, amount)]
+    # Kept when its payment has not arrived yet: webhooks come in any order.
+    return [RefundPurchase(f"refund:{refund_id}", payment_id, amount, keep_until_purchase=True)]
 
 
 SOURCE = SquareSource()

@@ -360,3 +360,14 @@ async def test_refused_app_credentials_are_503_with_a_clear_reason(
             "failed): check [paypal] client_id and client_secret"
         )
         assert await inbound_deliveries(gw) == []
+
+
+async def test_a_refund_before_its_capture_is_kept_until_the_capture_arrives(
+    gw: Gateway, paypal: FakePaypal
+) -> None:
+    early = await send(gw, paypal, refunded("WH-R", "30.00", refund_id="R1", invoice_id="inv-1"))
+    assert (early.status, early.body["outcome"]) == (200, "APPLIED"), early.body
+    assert await points(gw, "ada") is None
+    bought = await send(gw, paypal, captured("WH-C", "120.00"))
+    assert bought.status == 200, bought.body
+    assert await points(gw, "ada") == Points(available=0, pending=90)

@@ -390,3 +390,25 @@ async def test_gift_cards_earn_nothing_and_split_tenders_earn_their_own_amount(
         )
         assert answer.status == 200, answer.body
     assert await points(gw, "ada") == Points(available=0, pending=55)  # 20 + 35, not 110
+
+
+async def test_a_refund_before_its_payment_is_kept_until_the_payment_arrives(
+    gw: Gateway, square: FakeSquare
+) -> None:
+    square.add_order(order("ord-1"))
+    early = await send(gw, refund_event("ev-1", 1100, refund_id="pay-1_r1"))
+    assert (early.status, early.body["outcome"]) == (200, "APPLIED"), early.body
+    assert await points(gw, "ada") is None
+    bought = await send(gw, payment_event("ev-2", 5500))
+    assert bought.status == 200, bought.body
+    assert await points(gw, "ada") == Points(available=0, pending=44)  # 55 earned, 11 back
+
+
+async def test_a_refund_in_another_currency_is_422(gw: Gateway) -> None:
+    event = refund_event("ev-1", 1100, refund_id="pay-1_r1")
+    event["data"]["object"]["refund"]["amount_money"]["currency"] = "EUR"
+    answer = await send(gw, event)
+    assert (answer.status, answer.body["reason"]) == (
+        422,
+        "data.object.refund.amount_money.currency is EUR, not USD",
+    )
