@@ -53,7 +53,7 @@ class _Token:
 
 
 _tokens: dict[tuple[str, str], _Token] = {}
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
+_locks: dict[tuple[str, str, int], asyncio.Lock] = {}  # per event loop: a Lock binds to one
 
 
 def _base(config: Paypal) -> str:
@@ -104,7 +104,7 @@ async def access_token(http: aiohttp.ClientSession, config: Paypal) -> str:
     token = _tokens.get(key)
     if token is not None and token.expires > time.monotonic():
         return token.value
-    async with _locks.setdefault(key, asyncio.Lock()):
+    async with _locks.setdefault((*key, id(asyncio.get_running_loop())), asyncio.Lock()):
         token = _tokens.get(key)
         if token is not None and token.expires > time.monotonic():
             return token.value

@@ -371,3 +371,12 @@ async def test_a_refund_before_its_capture_is_kept_until_the_capture_arrives(
     bought = await send(gw, paypal, captured("WH-C", "120.00"))
     assert bought.status == 200, bought.body
     assert await points(gw, "ada") == Points(available=0, pending=90)
+
+
+async def test_without_a_paypal_section_the_source_is_404(
+    database_url: str, paypal: FakePaypal
+) -> None:
+    async with running_gateway(database_url, webhook_secrets=SECRETS) as gw:
+        answer = await send(gw, paypal, captured("WH-1", "10.00"))
+        assert (answer.status, answer.body["error"]) == (404, "NOT_FOUND")
+        assert paypal.verify_requests == 0

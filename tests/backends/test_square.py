@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from backends.fakes.square import FakeSquare
@@ -412,3 +413,25 @@ async def test_a_refund_in_another_currency_is_422(gw: Gateway) -> None:
         422,
         "data.object.refund.amount_money.currency is EUR, not USD",
     )
+
+
+async def test_without_the_square_secret_the_source_is_404(database_url: str) -> None:
+    async with running_gateway(database_url, webhook_secrets=SECRETS) as gw:
+        body = encode(payment_event("ev-1", 5500))
+        answer = await post(gw, "square", body, signed(body))
+        assert (answer.status, answer.body["error"]) == (404, "NOT_FOUND")
+
+
+async def test_the_fake_speaks_batch_retrieve_and_square_errors(square: FakeSquare) -> None:
+    square.add_order(order("ord-1"))
+    auth = {"Authorization": f"Bearer {square.token}", "Square-Version": "2026-08-19"}
+    async with aiohttp.ClientSession() as http:
+        url = f"{square.base}/v2/orders/batch-retrieve"
+        async with http.post(url, json={"order_ids": ["ord-1", "nope"]}, headers=auth) as found:
+            assert [o["id"] for o in (await found.json())["orders"]] == ["ord-1"]
+        async with http.post(url, json={"order_ids": []}, headers=auth) as empty:
+            assert empty.status == 400
+            assert (await empty.json())["errors"][0]["code"] == "INVALID_ARRAY_LENGTH"
+        async with http.get(f"{square.base}/v2/orders/ord-1") as anonymous:
+            assert anonymous.status == 401
+            assert (await anonymous.json())["errors"][0]["category"] == "AUTHENTICATION_ERROR"
