@@ -380,3 +380,13 @@ async def test_without_a_paypal_section_the_source_is_404(
         answer = await send(gw, paypal, captured("WH-1", "10.00"))
         assert (answer.status, answer.body["error"]) == (404, "NOT_FOUND")
         assert paypal.verify_requests == 0
+
+
+async def test_deliveries_at_once_share_one_token(gw: Gateway, paypal: FakePaypal) -> None:
+    paypal.latency = 0.2
+    answers = await asyncio.gather(
+        *(send(gw, paypal, captured(f"WH-{n}", "10.00", invoice_id=f"inv-{n}")) for n in range(5))
+    )
+    assert [answer.status for answer in answers] == [200] * 5
+    assert paypal.token_requests == 1
+    assert await points(gw, "ada") == Points(available=0, pending=50)
