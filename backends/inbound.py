@@ -173,6 +173,11 @@ class WebhookSource:
         applies, `SourceUnavailable` on a transient fault of a platform API."""
         raise NotImplementedError
 
+    def response_body(self, status: int, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answered for `status`; a platform that reads the answer's body (Adobe
+        Commerce) reshapes it here. The status and headers stay as the flow decided."""
+        return body
+
 
 @cache
 def sources() -> dict[str, WebhookSource]:

@@ -115,4 +115,6 @@ class InboundWebhooks:
         except TimeoutError:
             log.warning("%s/%s: no answer within %s s", program.id, source.name, self.timeout)
             answer = receiving.unavailable("the delivery took too long; retry later")
-        return _json(answer.status, answer.body, answer.headers)
+        return _json(
+            answer.status, source.response_body(answer.status, answer.body), answer.headers
+        )
