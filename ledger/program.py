@@ -195,6 +195,29 @@ class Crm(_Section):
     customer_id_property: str | None = None
 
 
+def _rsa_public_key(value: str) -> None:
+    """An Adobe Commerce webhook key: the PEM RSA public key of its configuration page."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(value.strip().encode())
+    except ValueError:
+        raise ValueError(
+            "the Adobe Commerce webhook key is a PEM public key (-----BEGIN PUBLIC KEY-----)"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+        raise ValueError("the Adobe Commerce webhook key is an RSA key of 2048 bits or more")
+
+
+class QuickBooks(_Section):
+    """QuickBooks Online API access, to read the payments and invoices a webhook names."""
+
+    base_url: str = Field(default="https://quickbooks.api.intuit.com", pattern=r"^https?://")
+    token: str = Field(min_length=1, max_length=4096)  # an OAuth 2.0 access token
+    minor_version: int = Field(default=75, ge=75, le=999)
+
+
 class Commerce(_Section):
     kind: Literal["shopify", "woocommerce"]
     base_url: str = Field(pattern=r"^https?://")
@@ -231,6 +254,16 @@ class WebhookSecrets(_Section):
     square_notification_url: str | None = Field(
         default=None, pattern=r"^https?://[^\s]+$", max_length=2048
     )
+    lightspeed: Secrets = ()  # Lightspeed Retail (X-Series): the app's client secret
+    magento: Secrets = ()  # Adobe Commerce webhooks: the PEM public key
+    quickbooks: Secrets = ()  # Intuit webhooks: the verifier token
+
+    @field_validator("magento")
+    @classmethod
+    def _magento_public_keys(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            _rsa_public_key(value)
+        return values
 
     @field_validator("events")
     @classmethod
@@ -292,6 +325,7 @@ class Program(_Section):
     webhook_secrets: WebhookSecrets = WebhookSecrets()
     paypal: Paypal | None = None
     square: Square | None = None
+    quickbooks: QuickBooks | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -330,6 +364,12 @@ class Program(_Section):
         urls = [webhook.url for webhook in self.webhooks]
         if len(set(urls)) != len(urls):
             raise _KeyError("webhooks", "each endpoint url appears once")
+        if self.webhook_secrets.quickbooks and self.quickbooks is None:
+            raise _KeyError(
+                "quickbooks",
+                "[webhook_secrets] quickbooks needs a [quickbooks] section (token, base_url)"
+                " to read the payments its notifications name",
+            )
         return self
 
     @model_validator(mode="after")
