@@ -98,8 +98,8 @@ def _fault(where: str, status: int, fault: object) -> Exception:
         "; ".join(str(part) for part in (first.get("Message"), first.get("Detail")) if part)
         or "no message"
     )
-    code = first.get("code")
-    reason = f"{where}: QuickBooks {kind or 'Fault'} {code or ''} ({status}): {message}"
+    label = " ".join(str(part) for part in (kind or "Fault", first.get("code")) if part)
+    reason = f"{where}: QuickBooks {label} ({status}): {message}"
     if kind in TRANSIENT_FAULTS:
-        return SourceUnavailable(reason.replace(" ()", ""))
+        return SourceUnavailable(reason)
     return Unprocessable(reason)
