@@ -194,9 +194,10 @@ def _refund(sale_id: str, original: str, products: list[dict[str, Any]]) -> Pars
     if amount == 0 and not lines:
         return Ignored(f"return sale {sale_id} returns no products")
     key = f"return:{sale_id}"
+    # Lightspeed does not promise order: a return may arrive before its sale, and is kept.
     if fractional:  # weighed goods cannot be returned by whole units: refund the amount
-        return [RefundPurchase(key, original, amount=amount)]
-    return [RefundPurchase(key, original, lines=tuple(lines))]
+        return [RefundPurchase(key, original, amount=amount, keep_until_purchase=True)]
+    return [RefundPurchase(key, original, lines=tuple(lines), keep_until_purchase=True)]
 
 
 SOURCE = Lightspeed()

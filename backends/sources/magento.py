@@ -185,7 +185,8 @@ def _refund(key: str, order_number: str, items: list[dict[str, Any]]) -> Parsed:
         lines.append((text(item.get("sku"), f"{where}.sku"), quantity))
     if not lines:
         return Ignored(f"credit memo {key} refunds no items")
-    return [RefundPurchase(key, order_number, lines=tuple(lines))]
+    # Two hooks, two calls: a credit memo may reach us before its invoice, and is kept.
+    return [RefundPurchase(key, order_number, lines=tuple(lines), keep_until_purchase=True)]
 
 
 SOURCE = Magento()

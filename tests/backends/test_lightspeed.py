@@ -116,6 +116,16 @@ async def test_a_closed_sale_earns_and_return_sales_refund_it(gw: Gateway) -> No
     ]
 
 
+async def test_a_return_that_arrives_before_its_sale_is_kept_until_it_comes(
+    gw: Gateway,
+) -> None:
+    early = await send(gw, sale("sale-2", lines=[product("INK", -1, 6.1)], return_for="sale-1"))
+    assert early.status == 200
+    assert await points(gw, "cust-ada") is None
+    assert (await send(gw, sale())).body["outcome"] == "APPLIED"
+    assert await points(gw, "cust-ada") == Points(available=0, pending=18)
+
+
 async def test_repeats_of_a_sale_apply_once(gw: Gateway) -> None:
     assert (await send(gw, sale())).body["outcome"] == "APPLIED"
     again = await send(gw, sale())
