@@ -295,6 +295,25 @@ class Square(_Section):
     version: str = Field(default="2026-08-19", pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
+class WooCommerceWebhooks(_Section):
+    """How the `woocommerce` webhook source reads orders.
+
+    `guests`: what a guest order (`customer_id` 0) earns. "ignore" (the default): nothing.
+    "email": the billing email, lower-cased, stands in as the customer id, so a guest's
+    orders gather on one member (enrolled on the fly when `auto_enroll` is on)."""
+
+    guests: Literal["email", "ignore"] = "ignore"
+
+
+class StripeApi(_Section):
+    """The Stripe API, read by the `stripe` webhook source: a refunded charge names its
+    PaymentIntent, whose `metadata.order_id` is the order (a restricted key with read
+    access to PaymentIntents is enough)."""
+
+    api_key: str = Field(min_length=1, max_length=4096)
+    base_url: str = Field(default="https://api.stripe.com", pattern=r"^https?://")
+
+
 class Program(_Section):
     """One loyalty program, as its TOML file describes it."""
 
@@ -326,6 +345,8 @@ class Program(_Section):
     paypal: Paypal | None = None
     square: Square | None = None
     quickbooks: QuickBooks | None = None
+    woocommerce: WooCommerceWebhooks = WooCommerceWebhooks()
+    stripe: StripeApi | None = None
 
     @field_validator("timezone")
     @classmethod
