@@ -89,7 +89,7 @@ class Stripe(WebhookSource):
         if not isinstance(obj, dict):
             raise Unprocessable("data.object must be an object")
         if identity.topic == "payment_intent.succeeded":
-            return _purchase(obj)
+            return _purchase(obj, event.get("created"))
         return await _refund(delivery, obj, data)
 
 
@@ -111,7 +111,9 @@ def _currency(obj: dict[str, Any], where: str) -> str:
     return currency.upper()
 
 
-def _purchase(intent: dict[str, Any]) -> Parsed:
+def _purchase(intent: dict[str, Any], created: object) -> Parsed:
+    """`created`: the event's, when the payment succeeded (the intent's own `created`
+    may be days older, for a manual capture)."""
     where = "data.object"
     metadata = _metadata(intent, where)
     customer_id, order_id = metadata.get("customer_id"), metadata.get("order_id")
@@ -121,11 +123,9 @@ def _purchase(intent: dict[str, Any]) -> Parsed:
     currency = _currency(intent, where)
     received = "amount_received" if intent.get("amount_received") is not None else "amount"
     amount = from_minor_units(_amount(intent, received, where), currency)
-    created = intent.get("created")
     occurred = None
     if created is not None:
-        seconds = integer(created, f"{where}.created", low=0, high=2**40)
-        occurred = datetime.fromtimestamp(seconds, UTC)
+        occurred = datetime.fromtimestamp(integer(created, "created", low=0, high=2**40), UTC)
     return [
         RecordPurchase(
             f"payment_intent:{intent_id}",

@@ -187,8 +187,10 @@ def _refunds(order: dict[str, Any]) -> list[tuple[int, Decimal]]:
 
 
 def _occurred_at(order: dict[str, Any]) -> datetime | None:
-    """When it was paid (else created), from the `_gmt` fields (UTC without an offset)."""
-    for name in ("date_paid_gmt", "date_created_gmt"):
+    """When it was completed (else paid, else created), from the `_gmt` fields (UTC
+    without an offset): an order paid weeks before it ships still earns, its return
+    window running from completion."""
+    for name in ("date_completed_gmt", "date_paid_gmt", "date_created_gmt"):
         value = order.get(name)
         if isinstance(value, str) and value:
             try:

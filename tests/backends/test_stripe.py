@@ -28,6 +28,7 @@ from tests.support.commerce_webhooks import (
 )
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.inbound import Points, counts, encode, inbound_deliveries, points, post
+from tests.support.ledger import T0
 
 PAID = stripe_event("evt_paid", "payment_intent.succeeded", stripe_intent())  # 25.99 → 25
 
@@ -242,3 +243,14 @@ def test_minor_units_convert_exactly_by_the_currency_exponent() -> None:
     assert str(from_minor_units(10**15 - 1, "usd")) == "9999999999999.99"
     assert {minor_unit_exponent(code) for code in ZERO_DECIMAL_CURRENCIES} == {0}
     assert "JPY" in ZERO_DECIMAL_CURRENCIES and "KRW" in ZERO_DECIMAL_CURRENCIES
+
+
+async def test_the_purchase_happens_when_the_event_says(gw: Gateway) -> None:
+    # The intent was created on Monday; it succeeded (the event) on Tuesday 10:00 in
+    # New York, when the Tuesday multiplier (1.5) holds: floor(25.99 × 1.5) = 38.
+    tuesday = stripe_event("evt_tue", "payment_intent.succeeded", stripe_intent())
+    tuesday["created"] = int(T0.timestamp()) + 86_400
+    gw.clock.advance(days=2)
+    answer = await send_stripe(gw, tuesday)
+    assert (answer.status, answer.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "42") == Points(available=0, pending=38)

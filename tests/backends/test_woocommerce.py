@@ -182,3 +182,12 @@ def test_the_guests_option_is_validated() -> None:
         make_program(woocommerce={"guests": "all"})
     assert raised.value.key == "woocommerce.guests"
     assert "'email' or 'ignore'" in raised.value.reason
+
+
+async def test_the_purchase_happens_when_the_order_completed(gw: Gateway) -> None:
+    # Paid on Monday, completed (shipped) on Tuesday 10:00 in New York, when the
+    # Tuesday multiplier (1.5) holds: floor(16.80 × 1.5) = 25.
+    gw.clock.advance(days=2)
+    order = woo_order(date_completed_gmt="2026-03-03T15:00:00")
+    assert (await send_woo(gw, order)).body["outcome"] == "APPLIED"
+    assert await points(gw, "42") == Points(available=0, pending=25)

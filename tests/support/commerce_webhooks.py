@@ -157,12 +157,20 @@ def stripe_event(
     obj: dict[str, Any],
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The documented event envelope (`fixture_event.json`) around `obj`."""
+    """The documented event envelope (`fixture_event.json`) around `obj`, created at
+    T0 − 3500 s."""
     event = copy.deepcopy(_sample("stripe", "fixture_event.json"))
     data: dict[str, Any] = {"object": obj}
     if previous is not None:
         data["previous_attributes"] = previous
-    event.update(id=event_id, type=kind, data=data, api_version="2026-02-25.clover")
+    event.update(
+        id=event_id,
+        type=kind,
+        data=data,
+        api_version="2026-02-25.clover",
+        created=int(T0.timestamp()) - 3500,
+        pending_webhooks=1,
+    )
     return event
 
 
