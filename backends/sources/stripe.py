@@ -150,6 +150,10 @@ async def _refund(delivery: Delivery, charge: dict[str, Any], data: dict[str, An
     if total <= before:
         return Ignored("the charge's refunded amount did not grow")
     order_id = await _order_of(delivery, charge)
+    if order_id is None:
+        return Ignored(
+            "the charge paid no loyalty order (no metadata.order_id on it or its intent)"
+        )
     return [
         RefundPurchase(
             f"charge:{charge_id}:refunded:{total}",
@@ -159,14 +163,17 @@ async def _refund(delivery: Delivery, charge: dict[str, Any], data: dict[str, An
     ]
 
 
-async def _order_of(delivery: Delivery, charge: dict[str, Any]) -> str:
-    """The order a charge paid: its own metadata, else its PaymentIntent's."""
+async def _order_of(delivery: Delivery, charge: dict[str, Any]) -> str | None:
+    """The order a charge paid: its own metadata, else its PaymentIntent's; None when
+    the payment was not a loyalty one (no PaymentIntent, or one without our metadata)."""
     order_id = _metadata(charge, "data.object").get("order_id")
     if order_id not in (None, ""):
         return text(order_id, "data.object.metadata.order_id")
     intent_id = charge.get("payment_intent")
+    if intent_id is None:
+        return None
     if not isinstance(intent_id, str) or not intent_id:
-        raise Unprocessable("the charge has no metadata.order_id and no payment_intent")
+        raise Unprocessable("data.object.payment_intent must be a PaymentIntent id")
     config = delivery.program.stripe
     if config is None or delivery.http is None:
         raise Unprocessable(
@@ -174,10 +181,10 @@ async def _order_of(delivery: Delivery, charge: dict[str, Any]) -> str:
             "PaymentIntent can be read"
         )
     intent = await StripeClient(delivery.http, config).payment_intent(intent_id)
-    order_id = _metadata(intent, "payment_intent").get("order_id")
-    if order_id in (None, ""):
-        raise Unprocessable(f"PaymentIntent {intent_id!r} has no metadata.order_id")
-    return text(order_id, "payment_intent.metadata.order_id")
+    metadata = _metadata(intent, "payment_intent")
+    if metadata.get("order_id") in (None, "") or metadata.get("customer_id") in (None, ""):
+        return None
+    return text(metadata["order_id"], "payment_intent.metadata.order_id")
 
 
 SOURCE = Stripe()

@@ -192,6 +192,42 @@ async def test_a_refund_of_an_intent_stripe_does_not_know_is_422(
     assert await counts(gw) == before
 
 
+async def test_a_refund_of_a_payment_outside_the_program_is_ignored(
+    gw: Gateway, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.add_intent(stripe_intent(intent_id="pi_plain", note="a plain payment"))
+    event = refund_event("evt_r1", 2599, 0, 1000)
+    event["data"]["object"]["payment_intent"] = "pi_plain"
+    answer = await send_stripe(gw, event)
+    assert (answer.status, answer.body["outcome"]) == (200, "IGNORED")
+    assert fake_stripe.requests == 1
+    assert (await counts(gw)).entries == 0
+
+
+async def test_a_charge_naming_its_order_needs_no_api_call(
+    gw: Gateway, fake_stripe: FakeStripe
+) -> None:
+    assert (await send_stripe(gw, PAID)).status == 200
+    event = refund_event("evt_r1", 2599, 0, 1000)
+    event["data"]["object"]["metadata"] = {"order_id": "727"}
+    fake_stripe.status = 500  # never asked
+    assert (await send_stripe(gw, event)).body["outcome"] == "APPLIED"
+    assert fake_stripe.requests == 0
+    assert await points(gw, "42") == Points(available=0, pending=16)
+
+
+async def test_without_an_api_key_a_charge_without_its_order_is_422(database_url: str) -> None:
+    async with running_gateway(
+        database_url, webhook_secrets=COMMERCE_SECRETS, bonuses=NO_BONUSES
+    ) as gw:
+        assert (await send_stripe(gw, PAID)).status == 200
+        before = await counts(gw)
+        answer = await send_stripe(gw, refund_event("evt_r1", 2599, 0, 1000))
+        assert answer.status == 422
+        assert "set [stripe] api_key" in answer.body["reason"]
+        assert await counts(gw) == before
+
+
 async def test_the_stripe_api_down_is_503_then_the_retry_applies_once(
     gw: Gateway, fake_stripe: FakeStripe
 ) -> None:
