@@ -17,6 +17,7 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from backends.fakes.loopback import loopback
 from ledger.program import MemberTokens
 
 ISSUER = "https://shop.example/"
@@ -98,12 +99,5 @@ class FakeIdentityProvider:
     async def serving(self) -> AsyncIterator[FakeIdentityProvider]:
         app = web.Application()
         app.router.add_get("/.well-known/jwks.json", self._jwks)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with loopback(app) as self.base:
             yield self
-        finally:
-            await runner.cleanup()

@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from backends.fakes.loopback import loopback
+
 CLIENT_ID = "AYSq3RDGsmBLJE-otTkBtM-jBRd1TCQwFf9RGfwddNXWz0uFU9ztymylOhRS"
 CLIENT_SECRET = "EGnHDxD_qRPdaLdZz8iCr8N7_MzF-YHPTkjs6NKYQvQSBngp4PTTVWkPZRbL"
 WEBHOOK_ID = "1JE4291016473214C"
@@ -300,12 +302,5 @@ class FakePaypal:
         app.router.add_post("/v1/notifications/verify-webhook-signature", self._verify)
         app.router.add_get("/v2/payments/captures/{capture_id}", self._capture)
         app.router.add_get("/v1/notifications/certs/{cert}", self._cert)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with loopback(app) as self.base:
             yield self
-        finally:
-            await runner.cleanup()

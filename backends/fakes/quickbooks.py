@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backends.fakes.loopback import loopback
 from ledger.program import QuickBooks
 
 ENTITIES = {"payment": "Payment", "invoice": "Invoice"}
@@ -106,12 +107,5 @@ class FakeQuickBooks:
     async def serving(self) -> AsyncIterator[FakeQuickBooks]:
         app = web.Application()
         app.router.add_get("/v3/company/{realm}/{entity}/{id}", self._read)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with loopback(app) as self.base:
             yield self
-        finally:
-            await runner.cleanup()

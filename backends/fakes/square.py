@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from backends.fakes.loopback import loopback
+
 TOKEN = "EAAAl-fake-square-access-token"
 
 
@@ -101,12 +103,5 @@ class FakeSquare:
         app = web.Application()
         app.router.add_get("/v2/orders/{order_id}", self._retrieve)
         app.router.add_post("/v2/orders/batch-retrieve", self._batch)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with loopback(app) as self.base:
             yield self
-        finally:
-            await runner.cleanup()

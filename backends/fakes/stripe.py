@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from backends.fakes.loopback import loopback
+
 API_KEY = "rk_test_51LoyaltyGatewayFakeRestrictedKey"
 
 
@@ -58,12 +60,5 @@ class FakeStripe:
     async def serving(self) -> AsyncIterator[FakeStripe]:
         app = web.Application()
         app.router.add_get("/v1/payment_intents/{intent}", self._payment_intent)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with loopback(app) as self.base:
             yield self
-        finally:
-            await runner.cleanup()
