@@ -1,6 +1,6 @@
 """The Starlette application: one database, one authorization server, one HTTP client
-session for outbound calls, the outbox relay, the webhook dispatcher and the job
-scheduler, all owned by the lifespan."""
+session for outbound calls (and one per program's CRM and store), the outbox relay, the
+webhook dispatcher and the job scheduler, all owned by the lifespan."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from auth.principals import Authenticator
 from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
+from backends.registry import Backends
 from events import bus as events_bus
 from events.bus import Hub
 from events.relay import OutboxRelay
@@ -90,6 +91,7 @@ def create_app(
         # answered 503 (retry later) rather than running into its own timeout.
         database = Database(settings.database_url, wait=settings.operation_timeout / 2)
         http = aiohttp.ClientSession()
+        backends = Backends(programs)  # one session per program and backend
         jobs: asyncio.Task[None] | None = None
         relay = OutboxRelay(database, bus, clock)
         dispatcher = WebhookDispatcher(
@@ -114,6 +116,7 @@ def create_app(
                 if program.member_tokens is not None
             }
             app.state.database = database
+            app.state.backends = backends
             app.state.authorization = authorization
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
             await bus.start()
@@ -139,6 +142,7 @@ def create_app(
             await rate_limiter.close()
             await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await http.close()
+            await backends.close()
             await database.dispose()
 
     app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])
@@ -157,6 +161,7 @@ def create_app(
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions=settings.max_subscriptions,
         revocations=revocations,
+        backends=lambda: getattr(app.state, "backends", None),
     )
     app.state.oauth_rate_limiter = oauth_rate_limiter
     app.state.oauth_metadata = oauth_metadata
