@@ -279,8 +279,11 @@ async def in_chunks(
     error raised is raised (the other calls are cancelled)."""
     chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
     found: dict[K, V] = {}
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_as_dict(fetch(chunk))) for chunk in chunks]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_as_dict(fetch(chunk))) for chunk in chunks]
+    except ExceptionGroup as failed:  # the TaskGroup wraps them: raise the first itself
+        raise failed.exceptions[0] from None
     for task in tasks:
         found.update(task.result())
     return found

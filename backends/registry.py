@@ -16,7 +16,9 @@ import aiohttp
 
 from backends.client import BackendClient, Breakers, client_session
 from backends.commerce.base import CommerceClient
+from backends.commerce.woocommerce import WooCommerceClient
 from backends.crm.base import CrmClient
+from backends.crm.salesforce import SalesforceClient
 from backends.errors import BackendUnavailable
 from ledger.program import BackendSection, Program
 
@@ -25,6 +27,8 @@ log = logging.getLogger("loyalty.backends")
 
 CRM_CLIENTS: dict[str, type[CrmClient]] = {}
 COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {}
+CRM_CLIENTS["salesforce"] = SalesforceClient
+COMMERCE_CLIENTS["woocommerce"] = WooCommerceClient
 
 
 class UnsupportedBackend(BackendUnavailable):

@@ -214,6 +214,15 @@ class Crm(BackendSection):
             raise ValueError("a hubspot CRM needs `token` (a private app access token)")
         return self
 
+    @model_validator(mode="after")
+    def _salesforce_credentials(self) -> Self:
+        if self.kind == "salesforce" and not (self.client_id and self.client_secret):
+            raise ValueError(
+                "a salesforce CRM needs `client_id` and `client_secret` (its app's consumer key"
+                " and secret, for the client credentials flow)"
+            )
+        return self
+
 
 class Commerce(BackendSection):
     kind: Literal["shopify", "woocommerce"]
@@ -225,6 +234,15 @@ class Commerce(BackendSection):
     def _credentials(self) -> Self:
         if self.kind == "shopify" and not self.token:
             raise ValueError("a shopify store needs `token` (an Admin API access token)")
+        return self
+
+    @model_validator(mode="after")
+    def _woocommerce_credentials(self) -> Self:
+        if self.kind == "woocommerce" and not (self.consumer_key and self.consumer_secret):
+            raise ValueError(
+                "a woocommerce store needs `consumer_key` and `consumer_secret` (a REST API key"
+                " with Read access)"
+            )
         return self
 
 

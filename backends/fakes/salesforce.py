@@ -255,6 +255,9 @@ class FakeSalesforce:
         sobject, _, condition = tail.strip().partition(" ")
         if sobject != "Contact":
             raise _Malformed(f"sObject type '{sobject}' is not supported")
+        where, _, condition = condition.strip().partition(" ")
+        if where.upper() != "WHERE":
+            raise _Malformed("unexpected token: WHERE expected")
         column, _, rest = condition.strip().partition(" ")
         if column != self.external_id_field:
             raise KeyError(column)
@@ -282,7 +285,9 @@ class FakeSalesforce:
             return _error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of Contact")
         for name in body:
             if name not in LOYALTY_FIELDS:
-                return _error(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type Contact")
+                return _error(
+                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type Contact"
+                )
         value = request.match_info["value"]
         self.upserts.append((value, body))
         contact = self.contact(value)
@@ -305,7 +310,9 @@ class FakeSalesforce:
             await asyncio.Event().wait()
         if self.outage:
             return web.Response(
-                status=503, text="<html><body>Down for maintenance</body></html>", content_type="text/html"
+                status=503,
+                text="<html><body>Down for maintenance</body></html>",
+                content_type="text/html",
             )
         if request.path.startswith("/services/data/"):
             if self._failures:
@@ -386,7 +393,9 @@ def _code(status: int) -> str:
 def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response([{"message": message, "errorCode": code}], status=status, headers=headers)
+    return web.json_response(
+        [{"message": message, "errorCode": code}], status=status, headers=headers
+    )
 
 
 def _session_expired() -> web.Response:

@@ -64,7 +64,10 @@ class FakeWooCommerce:
         self._failures: list[tuple[int, float | None]] = []
 
     def add_key(
-        self, consumer_key: str, consumer_secret: str, permissions: Literal["read", "write", "read_write"]
+        self,
+        consumer_key: str,
+        consumer_secret: str,
+        permissions: Literal["read", "write", "read_write"],
     ) -> ApiKey:
         key = ApiKey(consumer_key, consumer_secret, permissions)
         self.keys[consumer_key] = key
@@ -82,7 +85,9 @@ class FakeWooCommerce:
     ) -> dict[str, Any]:
         """An order in the shape of the v3 API (`tests/samples/woocommerce_rest/`)."""
         number = order_id or 700 + len(self.orders) + 1
-        created = created or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(hours=len(self.orders))
+        created = created or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(
+            hours=len(self.orders)
+        )
         gmt = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
         order: dict[str, Any] = {
             "id": number,
@@ -225,7 +230,9 @@ class FakeWooCommerce:
 
     async def _no_route(self, request: web.Request) -> web.Response:
         self.calls["no_route"] += 1
-        return _error(404, "rest_no_route", "No route was found matching the URL and request method")
+        return _error(
+            404, "rest_no_route", "No route was found matching the URL and request method"
+        )
 
     @web.middleware
     async def _knobs(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -235,13 +242,20 @@ class FakeWooCommerce:
             await asyncio.Event().wait()
         if self.outage:
             return web.Response(
-                status=503, text="<html><body>Down for maintenance</body></html>", content_type="text/html"
+                status=503,
+                text="<html><body>Down for maintenance</body></html>",
+                content_type="text/html",
             )
         if self._failures:
             status, retry_after = self._failures.pop(0)
             self.calls["failed"] += 1
             headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-            return _error(status, "internal_server_error" if status >= 500 else "rest_throttled", "injected failure", headers)
+            return _error(
+                status,
+                "internal_server_error" if status >= 500 else "rest_throttled",
+                "injected failure",
+                headers,
+            )
         if self.malformed:
             return web.Response(status=200, text='[{"id": 7', content_type="application/json")
         return await handler(request)
@@ -275,5 +289,7 @@ def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(
-        {"code": code, "message": message, "data": {"status": status}}, status=status, headers=headers
+        {"code": code, "message": message, "data": {"status": status}},
+        status=status,
+        headers=headers,
     )
