@@ -17,13 +17,14 @@ import aiohttp
 from backends.client import BackendClient, Breakers, client_session
 from backends.commerce.base import CommerceClient
 from backends.crm.base import CrmClient
+from backends.crm.hubspot import HubSpotClient
 from backends.errors import BackendUnavailable
 from ledger.program import BackendSection, Program
 
 C = TypeVar("C", bound=BackendClient)
 log = logging.getLogger("loyalty.backends")
 
-CRM_CLIENTS: dict[str, type[CrmClient]] = {}
+CRM_CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpotClient}
 COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {}
 
 
