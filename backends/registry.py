@@ -18,6 +18,7 @@ from backends.client import BackendClient, Breakers, client_session
 from backends.commerce.base import CommerceClient
 from backends.commerce.woocommerce import WooCommerceClient
 from backends.crm.base import CrmClient
+from backends.crm.hubspot import HubSpotClient
 from backends.crm.salesforce import SalesforceClient
 from backends.errors import BackendUnavailable
 from ledger.program import BackendSection, Program
@@ -25,7 +26,7 @@ from ledger.program import BackendSection, Program
 C = TypeVar("C", bound=BackendClient)
 log = logging.getLogger("loyalty.backends")
 
-CRM_CLIENTS: dict[str, type[CrmClient]] = {}
+CRM_CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpotClient}
 COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {}
 CRM_CLIENTS["salesforce"] = SalesforceClient
 COMMERCE_CLIENTS["woocommerce"] = WooCommerceClient

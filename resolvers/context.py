@@ -64,7 +64,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.reader, self.program, self.clock)
+            self._loaders = Loaders(self.reader, self.program, self.clock, self.backends)
         return self._loaders
 
     async def forget_loaded(self) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from backends.client import BackendClient, in_chunks
+from ledger.program import Commerce
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class CommerceClient(BackendClient, abc.ABC):
     """A store. Subclasses implement `fetch_orders`; callers use `orders`."""
 
     role: ClassVar[str] = "commerce"
+    config: Commerce
     max_batch: ClassVar[int] = 100  # customers one backend call may carry
     max_orders: ClassVar[int] = 50  # the largest `first` the store is asked for
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from backends.client import BackendClient, in_chunks
+from ledger.program import Crm
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class CrmClient(BackendClient, abc.ABC):
     """A CRM. Subclasses implement `fetch_profiles`; callers use `profiles`."""
 
     role: ClassVar[str] = "crm"
+    config: Crm
     max_batch: ClassVar[int] = 100  # customer ids one backend call may carry
 
     async def profiles(self, customer_ids: Sequence[str]) -> dict[str, CrmProfile | None]:
