@@ -16,6 +16,7 @@ import aiohttp
 
 from backends.client import BackendClient, Breakers, client_session
 from backends.commerce.base import CommerceClient
+from backends.commerce.shopify import ShopifyClient
 from backends.crm.base import CrmClient
 from backends.crm.hubspot import HubSpotClient
 from backends.errors import BackendUnavailable
@@ -25,7 +26,7 @@ C = TypeVar("C", bound=BackendClient)
 log = logging.getLogger("loyalty.backends")
 
 CRM_CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpotClient}
-COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {}
+COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {"shopify": ShopifyClient}
 
 
 class UnsupportedBackend(BackendUnavailable):
