@@ -278,11 +278,13 @@ async def in_chunks(
     """`fetch` for every `size` keys at once, concurrently; the answers merged. The first
     error raised is raised (the other calls are cancelled)."""
     chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+    if len(chunks) == 1:
+        return dict(await fetch(chunks[0]))
     found: dict[K, V] = {}
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_as_dict(fetch(chunk))) for chunk in chunks]
-    except ExceptionGroup as failed:  # the TaskGroup wraps them: raise the first itself
+    except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
     for task in tasks:
         found.update(task.result())

@@ -16,6 +16,7 @@ import aiohttp
 
 from backends.client import BackendClient, Breakers, client_session
 from backends.commerce.base import CommerceClient
+from backends.commerce.shopify import ShopifyClient
 from backends.commerce.woocommerce import WooCommerceClient
 from backends.crm.base import CrmClient
 from backends.crm.hubspot import HubSpotClient
@@ -26,10 +27,14 @@ from ledger.program import BackendSection, Program
 C = TypeVar("C", bound=BackendClient)
 log = logging.getLogger("loyalty.backends")
 
-CRM_CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpotClient}
-COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {}
-CRM_CLIENTS["salesforce"] = SalesforceClient
-COMMERCE_CLIENTS["woocommerce"] = WooCommerceClient
+CRM_CLIENTS: dict[str, type[CrmClient]] = {
+    "hubspot": HubSpotClient,
+    "salesforce": SalesforceClient,
+}
+COMMERCE_CLIENTS: dict[str, type[CommerceClient]] = {
+    "shopify": ShopifyClient,
+    "woocommerce": WooCommerceClient,
+}
 
 
 class UnsupportedBackend(BackendUnavailable):
