@@ -8,8 +8,8 @@ The SOQL it understands is the one the client sends:
 with SOQL's escapes and a stray backslash is `MALFORMED_QUERY`, as on Salesforce, so a
 client that does not escape is caught.
 
-Knobs: `latency` (seconds before every answer), `hang` (never answer), `outage` (503 with
-a maintenance page), `fail(status, times)` (the next data calls answer `status`),
+Knobs: `latency` (seconds before every answer), `hang` (never answer), `outage` (every
+connection dropped unanswered), `fail(status, times)` (the next data calls answer `status`),
 `throttle(retry_after, times)` (429 with `Retry-After`), `limit_exceeded(times)` (403
 `REQUEST_LIMIT_EXCEEDED`), `malformed` (200 that is not JSON), `expire_tokens()` (every
 issued token becomes `INVALID_SESSION_ID`), `page_size` (records per query page). Calls are
@@ -309,11 +309,9 @@ class FakeSalesforce:
         if self.hang:
             await asyncio.Event().wait()
         if self.outage:
-            return web.Response(
-                status=503,
-                text="<html><body>Down for maintenance</body></html>",
-                content_type="text/html",
-            )
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError  # the connection is gone: no answer
         if request.path.startswith("/services/data/"):
             if self._failures:
                 status, retry_after, code = self._failures.pop(0)
@@ -326,7 +324,8 @@ class FakeSalesforce:
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[FakeSalesforce]:
-        app = web.Application(middlewares=[self._knobs])
+        # Salesforce takes a URI of up to 16,384 bytes (aiohttp would stop at 8,190)
+        app = web.Application(middlewares=[self._knobs], handler_args={"max_line_size": 16384})
         app.router.add_post("/services/oauth2/token", self._token)
         app.router.add_get("/services/data/{version}/query", self._query)
         app.router.add_get("/services/data/{version}/query/", self._query)

@@ -3,8 +3,8 @@ with its `customer`, `per_page`, `page`, `orderby` and `order` parameters, basic
 REST API keys, the `X-WP-Total` / `X-WP-TotalPages` / `Link` headers, and WordPress's error
 shape `{code, message, data: {status}}` (docs/platforms/woocommerce.md).
 
-Knobs: `latency` (seconds before every answer), `hang` (never answer), `outage` (503 with
-a maintenance page), `fail(status, times)` (the next calls answer `status`),
+Knobs: `latency` (seconds before every answer), `hang` (never answer), `outage` (every
+connection dropped unanswered), `fail(status, times)` (the next calls answer `status`),
 `throttle(retry_after, times)` (429 with `Retry-After`, as hosts in front of WordPress
 send), `malformed` (200 that is not JSON). Calls are counted in `calls`; the query of each
 orders request is in `requests`; `in_flight_peak` is the most orders requests served at once.
@@ -241,11 +241,9 @@ class FakeWooCommerce:
         if self.hang:
             await asyncio.Event().wait()
         if self.outage:
-            return web.Response(
-                status=503,
-                text="<html><body>Down for maintenance</body></html>",
-                content_type="text/html",
-            )
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError  # the connection is gone: no answer
         if self._failures:
             status, retry_after = self._failures.pop(0)
             self.calls["failed"] += 1

@@ -277,3 +277,42 @@ async def test_upsert_is_not_retried_on_5xx(
 def test_a_salesforce_crm_needs_its_credentials() -> None:
     with pytest.raises(ValueError, match="client_id"):
         Crm(kind="salesforce", base_url="https://acme.my.salesforce.com")
+
+
+async def test_a_batch_too_long_for_one_url_is_split(
+    salesforce: FakeSalesforce, client: SalesforceClient
+) -> None:
+    ids = [f"{n:03d}-" + "x" * 96 for n in range(200)]  # 100 characters each
+    salesforce.add_contact(ids[0], "First", "Of200")
+    salesforce.add_contact(ids[-1], "Last", "Of200")
+
+    profiles = await client.profiles(ids)
+
+    assert profiles[ids[0]] == CrmProfile(
+        source="salesforce", first_name="First", last_name="Of200"
+    )
+    assert profiles[ids[-1]] == CrmProfile(
+        source="salesforce", first_name="Last", last_name="Of200"
+    )
+    assert sum(p is None for p in profiles.values()) == 198
+    assert salesforce.calls["query"] == 2  # 20 KB of ids would pass Salesforce's 16 KB URL
+    assert sorted(q.count("xxxx'") for q in salesforce.queries) == [100, 100]
+
+
+async def test_a_429_waits_its_retry_after_then_answers(
+    salesforce: FakeSalesforce, client: SalesforceClient
+) -> None:
+    salesforce.add_contact("c-1", "Ada", "Lovelace")
+    salesforce.throttle(0.1)
+    profiles = await client.profiles(["c-1"])
+    assert profiles["c-1"] is not None
+    assert salesforce.calls["failed"] == 1
+
+
+async def test_a_maintenance_page_is_unavailable(
+    salesforce: FakeSalesforce, client: SalesforceClient
+) -> None:
+    salesforce.fail(503, times=5)
+    with pytest.raises(BackendUnavailable, match="503"):
+        await client.profiles(["c-1"])
+    assert salesforce.calls["failed"] == 3  # the base client's attempts, then it gives up

@@ -18,6 +18,8 @@ from backends.fakes.salesforce import EXTERNAL_ID_FIELD, FakeSalesforce
 from backends.fakes.woocommerce import FakeWooCommerce
 from tests.support.gateway import Gateway, Response, running_gateway
 
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 MEMBER = """
 query($ref: MemberRef!) {
   member(ref: $ref) {
