@@ -229,6 +229,8 @@ class Commerce(BackendSection):
     consumer_key: str | None = None
     consumer_secret: str | None = None
     api_version: str = Field(default="2025-07", pattern=r"^\d{4}-\d{2}$")  # Shopify Admin API
+    # WooCommerce: orders requests in flight at once (it filters by one customer per request)
+    max_concurrency: int = Field(default=8, ge=1, le=20)
 
     @model_validator(mode="after")
     def _credentials(self) -> Self:

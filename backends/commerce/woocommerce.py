@@ -9,9 +9,10 @@ from the REST API v3 (docs/platforms/woocommerce.md).
 
 WooCommerce has no call that takes several customers: `customer` filters by one integer.
 So a batch of members is one `GET /wp-json/wc/v3/orders?customer=<id>&per_page=<first>
-&orderby=date&order=desc` per member, sent concurrently, at most `MAX_CONCURRENCY` at a
-time per store (a WordPress site is a PHP pool, not a CDN), and R4 counts one call per
-member. `per_page = first` (at most 100, WordPress's cap), so one page always answers.
+&orderby=date&order=desc` per member, sent concurrently, at most `[commerce]
+max_concurrency` (default 8, at most 20: the session's connection pool) at a time per store
+(a WordPress site is a PHP pool, not a CDN), and R4 counts one call per member.
+`per_page = first` (at most 100, WordPress's cap), so one page always answers.
 A `customerId` that is not a positive integer cannot own WooCommerce orders: it is
 answered "no such customer" without a call.
 """
@@ -32,7 +33,6 @@ from backends.commerce.base import CommerceClient, StoreOrder
 from backends.errors import BadAnswer
 from ledger.program import BackendSection, Commerce
 
-MAX_CONCURRENCY = 8  # orders requests in flight at once, per store
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 
 
@@ -57,7 +57,7 @@ class WooCommerceClient(CommerceClient):
         ):
             raise ValueError("a woocommerce store needs `consumer_key` and `consumer_secret`")
         self.authorization = aiohttp.encode_basic_auth(config.consumer_key, config.consumer_secret)
-        self._slots = asyncio.Semaphore(MAX_CONCURRENCY)
+        self._slots = asyncio.Semaphore(config.max_concurrency)
 
     def batch_size(self, first: int) -> int:
         return 1  # one customer per request: the API filters by one customer only

@@ -186,7 +186,9 @@ class SalesforceClient(CrmClient):
         if status == 200 and isinstance(body, dict):
             token, instance = body.get("access_token"), body.get("instance_url")
             if isinstance(token, str) and token and isinstance(instance, str):
-                if not instance.startswith(("https://", "http://")):
+                # The token goes wherever instance_url says: never from https down to http.
+                secure = self.base_url.startswith("https://")
+                if not instance.startswith("https://" if secure else ("https://", "http://")):
                     raise BadAnswer(self.kind, "the token answer's instance_url is not a URL")
                 return _Session(token, instance.rstrip("/"))
             raise BadAnswer(self.kind, "a token answer without access_token / instance_url")

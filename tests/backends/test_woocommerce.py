@@ -14,7 +14,7 @@ import pytest
 
 from backends.client import Breakers, client_session
 from backends.commerce.base import StoreOrder
-from backends.commerce.woocommerce import MAX_CONCURRENCY, WooCommerceClient
+from backends.commerce.woocommerce import WooCommerceClient
 from backends.errors import BackendTimeout, BackendUnavailable, BadAnswer, BadCredentials
 from backends.fakes.woocommerce import FakeWooCommerce
 from ledger.program import Commerce
@@ -104,7 +104,18 @@ async def test_one_request_per_customer_bounded_in_flight(
         c: [Decimal(f"{c}.00")] for c in ids
     }
     assert store.calls["orders"] == 40
-    assert 1 < store.in_flight_peak <= MAX_CONCURRENCY
+    assert 1 < store.in_flight_peak <= 8  # the default max_concurrency
+
+
+async def test_max_concurrency_bounds_the_requests_in_flight(store: FakeWooCommerce) -> None:
+    ids = [str(n) for n in range(1, 13)]
+    store.latency = 0.02
+    config = commerce(store, max_concurrency=3)
+    async with client_session(config) as session:
+        client = WooCommerceClient("test", config, session, Breakers())
+        assert await client.orders(ids, 5) == {c: [] for c in ids}
+    assert store.calls["orders"] == 12
+    assert store.in_flight_peak == 3
 
 
 async def test_a_customer_without_orders_has_an_empty_list(
