@@ -248,3 +248,15 @@ async def test_a_hang_ends_at_the_deadline(store: FakeWooCommerce) -> None:
 def test_a_woocommerce_store_needs_its_keys() -> None:
     with pytest.raises(ValueError, match="consumer_key"):
         Commerce(kind="woocommerce", base_url="https://shop.example")
+
+
+@pytest.mark.parametrize("bound", [0, 21])
+def test_max_concurrency_stays_within_the_connection_pool(bound: int) -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        Commerce(
+            kind="woocommerce",
+            base_url="https://shop.example",
+            consumer_key="ck_1",
+            consumer_secret="cs_1",
+            max_concurrency=bound,
+        )
