@@ -306,3 +306,21 @@ async def test_orders_first_is_bounded_and_costed(database_url: str) -> None:
             token,
         )
         assert costed.body["extensions"]["cost"]["requested"] == 1 + 10 * (1 + 1 + 2 + 1 + 3 * 2)
+
+
+async def test_calls_are_counted_per_backend_and_outcome(database_url: str) -> None:
+    async with world(database_url, members=2, cache_ttl=0, attempts=1) as w:
+        token = await w.gw.token()
+        await w.page(2, token)
+        w.crm.failures = [500]
+        w.store.malformed = True
+        await w.page(2, token)
+        async with w.gw.http.get(w.gw.url + "/metrics") as response:
+            lines = set((await response.text()).splitlines())
+    assert {
+        'loyalty_backend_calls_total{backend="hubspot",outcome="ok"} 1.0',
+        'loyalty_backend_calls_total{backend="hubspot",outcome="unavailable"} 1.0',
+        'loyalty_backend_calls_total{backend="shopify",outcome="ok"} 1.0',
+        'loyalty_backend_calls_total{backend="shopify",outcome="bad_answer"} 1.0',
+        'loyalty_backend_call_duration_seconds_count{backend="hubspot"} 2.0',
+    } <= lines
