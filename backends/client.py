@@ -39,7 +39,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiohttp
 from cachetools import TTLCache
@@ -70,6 +70,29 @@ LONGEST_WAIT = 0.25  # ... to at most this
 _ABSENT = object()
 
 
+class CallObserver(Protocol):
+    """Told of every call a client makes (the gateway's metrics)."""
+
+    def called(self, backend: str, outcome: str, seconds: float) -> None: ...
+
+
+OUTCOMES: tuple[tuple[type[BackendError], str], ...] = (
+    (CircuitOpen, "circuit_open"),
+    (BackendTimeout, "timeout"),
+    (BackendThrottled, "throttled"),
+    (BackendUnavailable, "unavailable"),
+    (BadCredentials, "bad_credentials"),
+    (BadAnswer, "bad_answer"),
+)
+
+
+def outcome_of(error: BackendError | None) -> str:
+    """A call's outcome as the metrics label it: `ok`, or the kind of failure."""
+    if error is None:
+        return "ok"
+    return next((name for kind, name in OUTCOMES if isinstance(error, kind)), "error")
+
+
 @dataclass(frozen=True)
 class Answer:
     """One HTTP answer: its status, its JSON body and its headers."""
@@ -82,7 +105,8 @@ class Answer:
 class Breakers:
     """The circuits of every client, one per program and backend, in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: CallObserver | None = None) -> None:
+        self.observer = observer
         # A request cancelled from outside (the operation's own timeout) says nothing
         # about the backend: it is no failure.
         self.factory = AsyncCircuitBreakerFactory(exclude=[asyncio.CancelledError])
@@ -173,6 +197,19 @@ class BackendClient:
     async def call(self, attempt: Callable[[], Awaitable[T]], *, read: bool = True) -> T:
         """`attempt` (one or more `send`s) under the deadline, the breaker and, for
         reads, the retries."""
+        started = time.monotonic()
+        failure: BackendError | None = None
+        try:
+            return await self._guarded(attempt, read)
+        except BackendError as exc:
+            failure = exc
+            raise
+        finally:
+            observer = self.breakers.observer
+            if observer is not None:
+                observer.called(self.kind, outcome_of(failure), time.monotonic() - started)
+
+    async def _guarded(self, attempt: Callable[[], Awaitable[T]], read: bool) -> T:
         try:
             breaker = await self.breakers.factory.get_breaker(
                 self.circuit,

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from backends.client import BackendClient, Breakers, client_session
+from backends.client import BackendClient, Breakers, CallObserver, client_session
 from backends.commerce.base import CommerceClient
 from backends.commerce.shopify import ShopifyClient
 from backends.commerce.woocommerce import WooCommerceClient
@@ -46,8 +46,10 @@ class Backends:
     Each client has its own `aiohttp.ClientSession` (one per program and backend),
     owned here and closed by `close()`: build it in the running loop (the lifespan)."""
 
-    def __init__(self, programs: Mapping[str, Program]) -> None:
-        self.breakers = Breakers()
+    def __init__(
+        self, programs: Mapping[str, Program], observer: CallObserver | None = None
+    ) -> None:
+        self.breakers = Breakers(observer)
         self._sessions: list[aiohttp.ClientSession] = []
         self._crm: dict[str, CrmClient] = {}
         self._commerce: dict[str, CommerceClient] = {}

@@ -91,7 +91,7 @@ def create_app(
         # answered 503 (retry later) rather than running into its own timeout.
         database = Database(settings.database_url, wait=settings.operation_timeout / 2)
         http = aiohttp.ClientSession()
-        backends = Backends(programs)  # one session per program and backend
+        backends = Backends(programs, metrics.backends)  # a session per program and backend
         jobs: asyncio.Task[None] | None = None
         relay = OutboxRelay(database, bus, clock)
         dispatcher = WebhookDispatcher(

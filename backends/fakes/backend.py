@@ -12,6 +12,7 @@ the calls, and the knobs the tests turn to make the backend slow, failing or wro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -28,6 +29,7 @@ class FakeBackend:
         self.base = ""
         self.calls = 0  # requests that reached a route, whatever they were answered
         self.requests: list[Any] = []  # their JSON bodies, in order
+        self.windows: list[tuple[float, float]] = []  # when each answered call began and ended
         self.latency = 0.0
         self.failures: list[int] = []
         self.throttle: float | None = None
@@ -42,6 +44,7 @@ class FakeBackend:
         """Every knob back to a healthy, fast backend; the counts to zero."""
         self.calls = 0
         self.requests.clear()
+        self.windows.clear()
         self.latency = 0.0
         self.failures.clear()
         self.throttle = None
@@ -49,36 +52,43 @@ class FakeBackend:
 
     def knobs(self, handler: Handler) -> Handler:
         async def turned(request: web.Request) -> web.StreamResponse:
-            self.calls += 1
-            if request.can_read_body:
-                try:
-                    self.requests.append(await request.json())
-                except ValueError:
-                    self.requests.append(None)
-            if self.outage:
-                assert request.transport is not None
-                request.transport.close()
-                raise asyncio.CancelledError  # the connection is gone: no answer
-            if self.hang:
-                await asyncio.sleep(3600)
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if self.throttle is not None:
-                wait, self.throttle = self.throttle, None
-                return web.json_response(
-                    {"status": "error", "message": "rate limited", "category": "RATE_LIMITS"},
-                    status=429,
-                    headers={"Retry-After": f"{wait:g}"},
-                )
-            if self.failures:
-                return web.json_response(
-                    {"status": "error", "message": "internal error"}, status=self.failures.pop(0)
-                )
-            if self.malformed:
-                return web.Response(text='{"results": [', content_type="application/json")
-            return await handler(request)
+            began = time.monotonic()
+            try:
+                return await self._turned(handler, request)
+            finally:
+                self.windows.append((began, time.monotonic()))
 
         return turned
+
+    async def _turned(self, handler: Handler, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
+        if request.can_read_body:
+            try:
+                self.requests.append(await request.json())
+            except ValueError:
+                self.requests.append(None)
+        if self.outage:
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError  # the connection is gone: no answer
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.throttle is not None:
+            wait, self.throttle = self.throttle, None
+            return web.json_response(
+                {"status": "error", "message": "rate limited", "category": "RATE_LIMITS"},
+                status=429,
+                headers={"Retry-After": f"{wait:g}"},
+            )
+        if self.failures:
+            return web.json_response(
+                {"status": "error", "message": "internal error"}, status=self.failures.pop(0)
+            )
+        if self.malformed:
+            return web.Response(text='{"results": [', content_type="application/json")
+        return await handler(request)
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[Self]:

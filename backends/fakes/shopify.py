@@ -59,6 +59,12 @@ class Bucket:
     available: float = 2000.0
     at: float = field(default_factory=time.monotonic)
 
+    def drain(self, restore_rate: float | None = None) -> None:
+        """Empty now (another app of the store spent it), restoring at `restore_rate`."""
+        self.available, self.at = 0.0, time.monotonic()
+        if restore_rate is not None:
+            self.restore_rate = restore_rate
+
     def refill(self) -> float:
         now = time.monotonic()
         self.available = min(self.maximum, self.available + (now - self.at) * self.restore_rate)

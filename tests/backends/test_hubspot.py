@@ -5,8 +5,10 @@ breaker and the errors of a CRM that cannot answer."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from backends.errors import (
 from backends.fakes.hubspot import FakeHubSpot
 from tests.backends.support import backends
 
+SAMPLES = Path(__file__).parents[1] / "samples" / "hubspot"
 TOKEN = "pat-na1-test"
 
 
@@ -252,3 +255,12 @@ async def test_programs_have_their_own_clients_caches_and_circuits() -> None:
             a._cache.clear()
             assert (await a.profiles(["c1"]))["c1"] == CrmProfile("hubspot", "Ada")
     assert first.calls == 2 and second.calls == 2  # each token went to its own CRM only
+
+
+async def test_the_documented_207_reads_as_profiles(crm: FakeHubSpot) -> None:
+    sample = json.loads((SAMPLES / "contacts_batch_read_207.json").read_text())
+    async with backends(crm=section(crm)) as registry:
+        found = client(registry)._profiles(sample, "customer_id", {"cust-1", "cust-404"})
+    assert found == {
+        "cust-1": CrmProfile("hubspot", "Ada", "Lovelace", "customer", "Analytical Engines")
+    }
