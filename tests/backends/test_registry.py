@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from backends.commerce.shopify import ShopifyClient
+from backends.commerce.woocommerce import WooCommerceClient
 from backends.crm.hubspot import HubSpotClient
-from backends.registry import UnsupportedBackend
+from backends.crm.salesforce import SalesforceClient
+from backends.registry import CRM_CLIENTS, UnsupportedBackend
 from tests.backends.support import backends
 
 
@@ -25,7 +27,10 @@ async def test_each_program_gets_its_own_clients_and_sessions() -> None:
         assert len(registry.clients()) == 3
 
 
-async def test_a_kind_without_a_client_is_unavailable_not_a_crash() -> None:
+async def test_a_kind_without_a_client_is_unavailable_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(CRM_CLIENTS, "salesforce")  # every kind has a client now
     crm = {
         "kind": "salesforce",
         "base_url": "https://example.my.salesforce.com",
@@ -44,3 +49,22 @@ def test_a_hubspot_crm_needs_a_token() -> None:
 
     with pytest.raises(ProgramFileError, match="token"):
         make_program(crm={"kind": "hubspot", "base_url": "https://api.hubapi.com"})
+
+
+async def test_salesforce_and_woocommerce_have_their_clients() -> None:
+    crm = {
+        "kind": "salesforce",
+        "base_url": "https://example.my.salesforce.com",
+        "client_id": "id",
+        "client_secret": "secret",
+    }
+    store = {
+        "kind": "woocommerce",
+        "base_url": "https://shop.example",
+        "consumer_key": "ck_1",
+        "consumer_secret": "cs_1",
+    }
+    async with backends(crm=crm, commerce=store) as registry:
+        assert isinstance(registry.crm("test"), SalesforceClient)
+        assert isinstance(registry.commerce("test"), WooCommerceClient)
+        assert len(registry.clients()) == 2
