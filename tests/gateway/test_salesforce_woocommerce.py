@@ -6,6 +6,7 @@ ledger fields stay complete."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -262,3 +263,34 @@ async def test_a_customer_id_woocommerce_cannot_have_has_no_orders_and_costs_no_
     assert response.data["member"]["profile"]["firstName"] == "Ada"
     assert response.data["member"]["orders"] is None
     assert store.calls["orders"] == 0
+
+
+async def test_a_hanging_crm_is_null_within_its_timeout_and_the_orders_still_come(
+    database_url: str, salesforce: FakeSalesforce, store: FakeWooCommerce
+) -> None:
+    store.add_order(26)
+    async with gateway(database_url, salesforce, store, timeout=0.5) as gw:
+        await enroll(gw, "26")
+        salesforce.hang = True
+        started = time.monotonic()
+        response = await member(gw, "26")
+        elapsed = time.monotonic() - started
+
+    assert response.body["data"]["member"]["profile"] is None
+    assert [o["id"] for o in response.body["data"]["member"]["orders"]] == ["701"]
+    assert unavailable(response) == [("BACKEND_UNAVAILABLE", ["member", "profile"], "salesforce")]
+    assert elapsed < 5  # the CRM's 0.5 s deadline, not the operation's 15 s
+
+
+async def test_a_throttled_store_is_asked_again_after_its_retry_after(
+    database_url: str, salesforce: FakeSalesforce, store: FakeWooCommerce
+) -> None:
+    store.add_order(26)
+    async with gateway(database_url, salesforce, store) as gw:
+        await enroll(gw, "26")
+        store.throttle(0.2)
+        response = await member(gw, "26")
+
+    assert [o["id"] for o in response.data["member"]["orders"]] == ["701"]
+    assert store.calls["failed"] == 1
+    assert store.calls["orders"] == 1
