@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -23,9 +23,10 @@ from auth.principals import Authenticator
 from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
+from backends.crm.writeback import CrmWriteBack
 from backends.registry import Backends
 from events import bus as events_bus
-from events.bus import Hub
+from events.bus import Event, Hub
 from events.relay import OutboxRelay
 from events.webhooks import WebhookDispatcher
 from gateway import oauth, scheduler, unavailable
@@ -94,6 +95,13 @@ def create_app(
         backends = Backends(programs, metrics.backends)  # a session per program and backend
         jobs: asyncio.Task[None] | None = None
         relay = OutboxRelay(database, bus, clock)
+        write_back = CrmWriteBack(database, backends, settings.crm_write_back_interval)
+
+        def written_back(events: Sequence[Event]) -> None:
+            for e in events:
+                write_back.offer(e.program_id, e.member_id, e.id, e.payload)
+
+        relay.listeners.append(written_back)
         dispatcher = WebhookDispatcher(
             database,
             programs,
@@ -125,6 +133,8 @@ def create_app(
             app.state.relay = relay
             dispatcher.start()
             app.state.webhooks = dispatcher
+            write_back.start()
+            app.state.write_back = write_back
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
@@ -135,6 +145,7 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await write_back.stop()
             await dispatcher.stop()
             await revocations.stop()
             await relay.stop()

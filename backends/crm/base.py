@@ -12,6 +12,14 @@ from ledger.program import Crm
 
 
 @dataclass(frozen=True)
+class LoyaltyStanding:
+    """What the CRM is told of a member: the points available and the tier."""
+
+    points: int
+    tier: str
+
+
+@dataclass(frozen=True)
 class CrmProfile:
     """A member's contact in the CRM. `source` is the CRM's kind (`hubspot`)."""
 
@@ -36,6 +44,13 @@ class CrmClient(BackendClient, abc.ABC):
         return await self.cached(
             "profile", customer_ids, lambda ids: in_chunks(ids, self.max_batch, self.fetch_profiles)
         )
+
+    writes_back: ClassVar[bool] = False  # whether `write_loyalty` is implemented
+
+    async def write_loyalty(self, standings: Mapping[str, LoyaltyStanding]) -> None:
+        """Set each customer's `loyalty_points` and `loyalty_tier` in the CRM (a write:
+        never retried here; the write-back tries again on its next round)."""
+        raise NotImplementedError(f"{self.kind} has no write-back")
 
     @abc.abstractmethod
     async def fetch_profiles(self, customer_ids: list[str]) -> Mapping[str, CrmProfile]:

@@ -14,19 +14,49 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from backends.crm.base import CrmClient, CrmProfile
+from backends.crm.base import CrmClient, CrmProfile, LoyaltyStanding
 from backends.errors import BadAnswer
 
 log = logging.getLogger("loyalty.backends")
 
 BATCH_READ = "/crm/v3/objects/contacts/batch/read"
+BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 PROPERTIES = ("firstname", "lastname", "lifecyclestage", "company")
 NOT_FOUND = "OBJECT_NOT_FOUND"
 
 
 class HubSpotClient(CrmClient):
     kind: ClassVar[str] = "hubspot"
-    max_batch: ClassVar[int] = 100  # HubSpot's limit of inputs per batch read
+    max_batch: ClassVar[int] = 100  # HubSpot's limit of inputs per batch read / update
+    writes_back: ClassVar[bool] = True
+
+    async def write_loyalty(self, standings: Mapping[str, LoyaltyStanding]) -> None:
+        """`batch/update` by the customer id property, 100 contacts a call; a customer
+        with no contact (a 207's OBJECT_NOT_FOUND) is skipped."""
+        items = list(standings.items())
+        headers = {"Authorization": f"Bearer {self.config.token}"}
+        for start in range(0, len(items), self.max_batch):
+            chunk = items[start : start + self.max_batch]
+            body = {
+                "inputs": [
+                    {
+                        "id": customer_id,
+                        "idProperty": self.config.customer_id_property,
+                        "properties": {
+                            "loyalty_points": str(standing.points),
+                            "loyalty_tier": standing.tier,
+                        },
+                    }
+                    for customer_id, standing in chunk
+                ]
+            }
+
+            async def attempt(body: dict[str, Any] = body) -> None:
+                await self.send(
+                    "POST", BATCH_UPDATE, json_body=body, headers=headers, accept=(200, 207)
+                )
+
+            await self.call(attempt, read=False)
 
     async def fetch_profiles(self, customer_ids: list[str]) -> Mapping[str, CrmProfile]:
         id_property = self.config.customer_id_property

@@ -39,7 +39,47 @@ class FakeHubSpot(FakeBackend):
         }
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/crm/v3/objects/contacts/batch/read", self.knobs(self._batch_read))]
+        return [
+            web.post("/crm/v3/objects/contacts/batch/read", self.knobs(self._batch_read)),
+            web.post("/crm/v3/objects/contacts/batch/update", self.knobs(self._batch_update)),
+        ]
+
+    @property
+    def updates(self) -> list[Any]:
+        """The bodies of the batch updates received."""
+        return [r for r in self.requests if isinstance(r, dict) and "idProperty" not in r]
+
+    async def _batch_update(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
+        body = self.requests[-1]
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or len(inputs) > MAX_INPUTS:
+            return _error(400, "VALIDATION_ERROR", "Invalid input JSON: inputs")
+        results, missing = [], []
+        for item in inputs:
+            id_property = item.get("idProperty") or "hs_object_id"
+            contact = next(
+                (c for c in self.contacts.values() if c.get(id_property) == item.get("id")), None
+            )
+            if contact is None:
+                missing.append(item.get("id"))
+                continue
+            contact.update(item.get("properties") or {})
+            results.append({"id": contact["hs_object_id"], "properties": dict(contact)})
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": _now(),
+            "completedAt": _now(),
+        }
+        if not missing:
+            return web.json_response(answer)
+        answer["numErrors"] = 1
+        answer["errors"] = [
+            {"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing}}
+        ]
+        return web.json_response(answer, status=207)
 
     async def _batch_read(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
