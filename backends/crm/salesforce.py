@@ -17,8 +17,9 @@ REST API, the token from the OAuth 2.0 client credentials flow
 - **Reads**: one SOQL query per at most 200 customer ids,
   `SELECT ... FROM Contact WHERE <field> IN ('a', ...)`, each id escaped as SOQL string
   literals require, and every `nextRecordsUrl` page followed.
-- **Writes**: `upsert_loyalty` sets `Loyalty_Points__c` and `Loyalty_Tier__c` on the
-  Contact by external id (`PATCH .../sobjects/Contact/<field>/<value>`).
+- **Writes** (the CRM write-back): `write_loyalty` sets `Loyalty_Points__c` and
+  `Loyalty_Tier__c` on each member's Contact by external id
+  (`PATCH .../sobjects/Contact/<field>/<value>?updateOnly=true`), one call per member.
 
 Salesforce's errors are a JSON array `[{"message", "errorCode"}]`; `send` of the base
 client would turn a 401 into `BadCredentials` before its body could say whether the
@@ -31,6 +32,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -38,7 +40,7 @@ import aiohttp
 from yarl import URL
 
 from backends.client import MAX_BODY, Answer, Breakers
-from backends.crm.base import CrmClient, CrmProfile
+from backends.crm.base import CrmClient, CrmProfile, LoyaltyStanding
 from backends.errors import (
     BackendError,
     BackendThrottled,
@@ -52,6 +54,7 @@ from ledger.program import BackendSection, Crm
 API_VERSION = "v62.0"
 POINTS_FIELD = "Loyalty_Points__c"
 TIER_FIELD = "Loyalty_Tier__c"
+WRITE_CONCURRENCY = 8  # write-back PATCHes in flight at once
 MAX_URL = 16_000  # bytes: Salesforce refuses URI + headers over 16,384 (414 / 431)
 _SOQL_ESCAPES = str.maketrans(
     {
@@ -84,6 +87,7 @@ class SalesforceClient(CrmClient):
 
     kind: ClassVar[str] = "salesforce"
     max_batch: ClassVar[int] = 200
+    writes_back: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -149,17 +153,35 @@ class SalesforceClient(CrmClient):
 
     # -- writes ----------------------------------------------------------------------
 
-    async def upsert_loyalty(self, customer_id: str, points: int, tier: str) -> bool:
-        """Set the member's points and tier on its Contact (created when the external id
-        matches none). True when a Contact was created."""
-        path = f"/services/data/{API_VERSION}/sobjects/Contact/{self.field}/" + quote(
-            customer_id, safe=""
+    async def write_loyalty(self, standings: Mapping[str, LoyaltyStanding]) -> None:
+        """Each customer's points and tier on its Contact, one `PATCH` by external id per
+        customer (`?updateOnly=true`: a customer with no Contact is skipped, as HubSpot's
+        write-back skips it, rather than creating a Contact without a name), at most
+        `WRITE_CONCURRENCY` at a time. Never retried here: the write-back's next round
+        writes again, and a PATCH of the same values twice is harmless."""
+        slots = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def one(customer_id: str, standing: LoyaltyStanding) -> None:
+            async with slots:
+                await self.call(partial(self.update_contact, customer_id, standing), read=False)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for customer_id, standing in standings.items():
+                    group.create_task(one(customer_id, standing))
+        except ExceptionGroup as failed:  # the first failure, as itself
+            raise failed.exceptions[0] from None
+
+    async def update_contact(self, customer_id: str, standing: LoyaltyStanding) -> bool:
+        """One customer's `PATCH`; False when no Contact has that external id (404)."""
+        path = (
+            f"/services/data/{API_VERSION}/sobjects/Contact/{self.field}/"
+            + quote(customer_id, safe="")
+            + "?updateOnly=true"
         )
-        body = {POINTS_FIELD: points, TIER_FIELD: tier}
-        answer = await self.call(
-            lambda: self._authorized("PATCH", path, body, accept=(200, 201, 204)), read=False
-        )
-        return answer.status == 201
+        body = {POINTS_FIELD: standing.points, TIER_FIELD: standing.tier}
+        answer = await self._authorized("PATCH", path, body, accept=(200, 201, 204, 404))
+        return answer.status != 404
 
     # -- the token -------------------------------------------------------------------
 

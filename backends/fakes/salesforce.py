@@ -294,6 +294,8 @@ class FakeSalesforce:
         if contact is not None:
             contact.loyalty.update(body)
             return web.Response(status=204)
+        if request.query.get("updateOnly") == "true":
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
         contact = self.add_contact(value)
         contact.loyalty.update(body)
         return web.json_response(

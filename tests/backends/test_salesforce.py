@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backends.client import Breakers, client_session
-from backends.crm.base import CrmProfile
+from backends.crm.base import CrmProfile, LoyaltyStanding
 from backends.crm.salesforce import SalesforceClient, soql_string
 from backends.errors import (
     BackendThrottled,
@@ -250,26 +250,44 @@ async def test_a_next_records_url_elsewhere_is_not_followed(
         await client.profiles(["c-0", "c-1", "c-2"])
 
 
-async def test_upsert_creates_then_updates_by_external_id(
+async def test_write_back_updates_each_contact_by_external_id(
     salesforce: FakeSalesforce, client: SalesforceClient
 ) -> None:
-    assert await client.upsert_loyalty("a/b c", 120, "Bronze") is True
-    contact = salesforce.contact("a/b c")
-    assert contact is not None
-    assert contact.loyalty == {"Loyalty_Points__c": 120, "Loyalty_Tier__c": "Bronze"}
+    ada, slash = salesforce.add_contact("ada"), salesforce.add_contact("a/b c")
 
-    assert await client.upsert_loyalty("a/b c", 1500, "Silver") is False
-    assert contact.loyalty == {"Loyalty_Points__c": 1500, "Loyalty_Tier__c": "Silver"}
-    assert salesforce.calls["upsert"] == 2
-    assert [c.customer_id for c in salesforce.contacts] == ["a/b c"]
+    await client.write_loyalty(
+        {
+            "ada": LoyaltyStanding(450, "Silver"),
+            "a/b c": LoyaltyStanding(100, "Bronze"),
+            "nobody": LoyaltyStanding(5, "Bronze"),
+        }
+    )
+
+    assert ada.loyalty == {"Loyalty_Points__c": 450, "Loyalty_Tier__c": "Silver"}
+    assert slash.loyalty == {"Loyalty_Points__c": 100, "Loyalty_Tier__c": "Bronze"}
+    assert salesforce.calls["upsert"] == 3  # one PATCH per member
+    assert [c.customer_id for c in salesforce.contacts] == ["ada", "a/b c"]  # none created
+    assert salesforce.contact("nobody") is None
 
 
-async def test_upsert_is_not_retried_on_5xx(
+async def test_write_back_after_an_expired_session_gets_a_new_token(
     salesforce: FakeSalesforce, client: SalesforceClient
 ) -> None:
+    ada = salesforce.add_contact("ada")
+    await client.write_loyalty({"ada": LoyaltyStanding(1, "Bronze")})
+    salesforce.expire_tokens()
+    await client.write_loyalty({"ada": LoyaltyStanding(2, "Bronze")})
+    assert ada.loyalty["Loyalty_Points__c"] == 2
+    assert salesforce.calls["token"] == 2
+
+
+async def test_write_back_is_not_retried_on_5xx(
+    salesforce: FakeSalesforce, client: SalesforceClient
+) -> None:
+    salesforce.add_contact("ada")
     salesforce.fail(500)
     with pytest.raises(BackendUnavailable):
-        await client.upsert_loyalty("c-1", 10, "Bronze")
+        await client.write_loyalty({"ada": LoyaltyStanding(10, "Bronze")})
     assert salesforce.calls["failed"] == 1
     assert salesforce.upserts == []
 
