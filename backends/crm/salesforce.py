@@ -102,7 +102,6 @@ class SalesforceClient(CrmClient):
         self.client_id = config.client_id
         self.client_secret = config.client_secret
         self.field = config.customer_id_property
-        self.token_requests = 0
         self._session: _Session | None = None
         self._session_lock = asyncio.Lock()
 
@@ -181,6 +180,8 @@ class SalesforceClient(CrmClient):
         )
         body = {POINTS_FIELD: standing.points, TIER_FIELD: standing.tier}
         answer = await self._authorized("PATCH", path, body, accept=(200, 201, 204, 404))
+        if answer.status == 404 and "external ID field" in _error_message(answer.body):
+            raise BadAnswer(self.kind, f"no external ID field {self.field} on Contact (404)")
         return answer.status != 404
 
     # -- the token -------------------------------------------------------------------
@@ -195,7 +196,6 @@ class SalesforceClient(CrmClient):
             return self._session
 
     async def _fetch_session(self) -> _Session:
-        self.token_requests += 1
         status, body = await self._exchange(
             "POST",
             self.base_url + "/services/oauth2/token",
@@ -331,6 +331,13 @@ def _error_code(body: Any) -> str | None:
         code = body[0].get("errorCode")
         return code if isinstance(code, str) else None
     return None
+
+
+def _error_message(body: Any) -> str:
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        message = body[0].get("message")
+        return message if isinstance(message, str) else ""
+    return ""
 
 
 def _seconds(value: str | None) -> float | None:

@@ -281,6 +281,16 @@ async def test_write_back_after_an_expired_session_gets_a_new_token(
     assert salesforce.calls["token"] == 2
 
 
+async def test_write_back_by_a_field_that_is_no_external_id_is_a_bad_answer(
+    salesforce: FakeSalesforce,
+) -> None:
+    config = crm(salesforce, customer_id_property="Email")
+    async with client_session(config) as session:
+        client = SalesforceClient("test", config, session, Breakers())
+        with pytest.raises(BadAnswer, match="external ID field Email"):
+            await client.write_loyalty({"ada": LoyaltyStanding(1, "Bronze")})
+
+
 async def test_write_back_is_not_retried_on_5xx(
     salesforce: FakeSalesforce, client: SalesforceClient
 ) -> None:
