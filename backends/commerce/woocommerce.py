@@ -67,7 +67,7 @@ class WooCommerceClient(CommerceClient):
     ) -> Mapping[str, list[StoreOrder]]:
         found: dict[str, list[StoreOrder]] = {}
         for customer_id in customer_ids:
-            if not (customer_id.isascii() and customer_id.isdigit() and int(customer_id) > 0):
+            if not _is_woocommerce_id(customer_id):
                 continue  # not a WooCommerce customer id: no such customer
             async with self._slots:
                 found[customer_id] = await self.call(partial(self._orders_of, customer_id, first))
@@ -78,7 +78,7 @@ class WooCommerceClient(CommerceClient):
             "GET",
             ORDERS_PATH,
             params={
-                "customer": str(int(customer_id)),
+                "customer": customer_id,
                 "per_page": str(first),
                 "orderby": "date",
                 "order": "desc",
@@ -109,3 +109,14 @@ class WooCommerceClient(CommerceClient):
             created_at=created.replace(tzinfo=UTC) if created.tzinfo is None else created,
             status=status if isinstance(status, str) else None,
         )
+
+
+def _is_woocommerce_id(customer_id: str) -> bool:
+    """A WordPress user id as WooCommerce writes it: a positive integer, no leading zero
+    (`007` is not customer 7, who may be another member)."""
+    return (
+        customer_id.isascii()
+        and customer_id.isdigit()
+        and not customer_id.startswith("0")
+        and len(customer_id) <= 19  # a MySQL BIGINT
+    )
