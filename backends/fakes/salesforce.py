@@ -1,6 +1,7 @@
 """Salesforce on a loopback port: the OAuth 2.0 client credentials token endpoint, SOQL
 queries on Contact with `IN (...)` and their `nextRecordsUrl` pages, and the upsert of a
-Contact by external id, with Salesforce's paths, payloads and error shapes
+Contact by external id (`?updateOnly=true`: 404 `NOT_FOUND` when no Contact matches), with
+Salesforce's paths, payloads and error shapes
 (docs/platforms/salesforce.md).
 
 The SOQL it understands is the one the client sends:
@@ -13,8 +14,8 @@ connection dropped unanswered), `fail(status, times)` (the next data calls answe
 `throttle(retry_after, times)` (429 with `Retry-After`), `limit_exceeded(times)` (403
 `REQUEST_LIMIT_EXCEEDED`), `malformed` (200 that is not JSON), `expire_tokens()` (every
 issued token becomes `INVALID_SESSION_ID`), `page_size` (records per query page). Calls are
-counted per route in `calls` (`token`, `query`, `query_more`, `upsert`); the SOQL texts
-received are in `queries`.
+counted per route in `calls` (`token`, `query`, `query_more`, `upsert`; injected failures
+under `failed`); the SOQL texts received are in `queries`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ shape `{code, message, data: {status}}` (docs/platforms/woocommerce.md).
 Knobs: `latency` (seconds before every answer), `hang` (never answer), `outage` (every
 connection dropped unanswered), `fail(status, times)` (the next calls answer `status`),
 `throttle(retry_after, times)` (429 with `Retry-After`, as hosts in front of WordPress
-send), `malformed` (200 that is not JSON). Calls are counted in `calls`; the query of each
+send), `malformed` (200 that is not JSON). Calls are counted in `calls` (`orders`,
+`no_route`; injected failures under `failed`); the query of each
 orders request is in `requests`; `in_flight_peak` is the most orders requests served at once.
 """
 
