@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import graphql_api, ledger_writes, live_events, webhooks
+from bench import backends, graphql_api, ledger_writes, live_events, webhooks
 
 if __name__ == "__main__":
     asyncio.run(ledger_writes.main())
@@ -14,3 +14,5 @@ if __name__ == "__main__":
     asyncio.run(live_events.main())
     print()
     asyncio.run(webhooks.main())
+    print()
+    asyncio.run(backends.main())

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from backends.crm.base import LoyaltyStanding
 from backends.errors import BackendError
 from backends.registry import Backends
@@ -84,8 +86,8 @@ class CrmWriteBack:
         for program_id, members in by_program.items():
             try:
                 await self._write(program_id, members)
-            except BackendError as exc:
-                log.warning("program %s: CRM write-back failed, retried later: %s", program_id, exc)
+            except (BackendError, SQLAlchemyError, OSError) as exc:  # the CRM or the database
+                log.warning("program %s: CRM write-back failed, retried later: %r", program_id, exc)
                 for member_id, (event_id, standing) in members.items():
                     self._note((program_id, member_id), event_id, standing)
 

@@ -101,3 +101,26 @@ async def test_a_crm_that_is_down_never_holds_up_a_write_and_is_written_later(
         crm.hang = False
         await until_written(crm, "ada", "450")
         await until_written(crm, "bob", "100")
+
+
+async def test_a_forgotten_member_is_not_written_back(database_url: str) -> None:
+    crm = FakeHubSpot(token=TOKEN)
+    crm.add("ada")
+    crm.add("bob")
+    forget = """mutation { forgetMember(input: {idempotencyKey: "f", member: {customerId: "ada"}})
+      { userErrors { code } } }"""
+    async with (
+        crm.serving(),
+        running_gateway(
+            database_url, settings={"crm_write_back_interval": 3600}, **program(crm)
+        ) as gw,
+    ):
+        write_back: CrmWriteBack = gw.app.state.write_back
+        await enrol_and_adjust(gw)
+        assert (await gw.partner(forget))["forgetMember"]["userErrors"] == []
+        async with asyncio.timeout(10):
+            while len(write_back.noted()) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await write_back.flush()
+    assert [[i["id"] for i in u["inputs"]] for u in crm.updates] == [["bob"]]
+    assert "loyalty_points" not in crm.contacts["ada"]
