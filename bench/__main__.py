@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import backends, graphql_api, ledger_writes, live_events, webhooks
+from bench import (
+    backends,
+    backends_salesforce_woocommerce,
+    graphql_api,
+    ledger_writes,
+    live_events,
+    webhooks,
+)
 
 if __name__ == "__main__":
     asyncio.run(ledger_writes.main())
@@ -16,3 +23,5 @@ if __name__ == "__main__":
     asyncio.run(webhooks.main())
     print()
     asyncio.run(backends.main())
+    print()
+    asyncio.run(backends_salesforce_woocommerce.main())
