@@ -14,10 +14,11 @@ Every call a client makes goes through `call`:
   429 / throttling), with full jitter, at most `attempts` tries and never a wait that
   would cross the deadline; a 429's `Retry-After` is honoured or, if it is longer than
   the time left, the call gives up at once;
-- **circuit breaker** (`purgatory`, asyncio-native): after `breaker_failures` failed
-  calls in a row the circuit opens and calls raise `CircuitOpen` at once; after
-  `breaker_cooldown` seconds one call is let through (half-open) and its outcome closes
-  or re-opens the circuit;
+- **circuit breaker** (`purgatory`: asyncio-native and maintained, where `aiobreaker`
+  has had no release since 2021 and `pybreaker`'s async support goes through Tornado):
+  after `breaker_failures` failed calls in a row the circuit opens and calls raise
+  `CircuitOpen` at once; after `breaker_cooldown` seconds calls go through again
+  (half-open) and the first outcome closes the circuit or opens it again;
 - **cache** (`cachetools.TTLCache`): `cached` serves keys asked for within `cache_ttl`
   seconds from memory, absent ones included, and asks the backend only for the rest.
 
