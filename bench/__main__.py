@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import graphql_api, inbound, ledger_writes, live_events, webhooks
+from bench import (
+    backends,
+    backends_salesforce_woocommerce,
+    graphql_api,
+    inbound,
+    ledger_writes,
+    live_events,
+    webhooks,
+)
 
 if __name__ == "__main__":
     asyncio.run(ledger_writes.main())
@@ -16,3 +24,7 @@ if __name__ == "__main__":
     asyncio.run(webhooks.main())
     print()
     asyncio.run(inbound.main())
+    print()
+    asyncio.run(backends.main())
+    print()
+    asyncio.run(backends_salesforce_woocommerce.main())

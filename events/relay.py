@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +73,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._committed: list[Event] = []  # committed here, not yet published
         self._early: OrderedDict[int, None] = OrderedDict()  # published, not yet marked
+        # Told of every batch this process published (the CRM write-back): each must
+        # return at once and never raise; a batch published twice is told twice.
+        self.listeners: list[Callable[[Sequence[Event]], None]] = []
 
     async def publish_pending(self) -> int:
         """Publish every unpublished row; how many were published. `BrokerUnavailable`
@@ -91,7 +94,7 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await self.bus.publish([event_of(row) for row in rows if row.id not in self._early])
+            await self._publish([event_of(row) for row in rows if row.id not in self._early])
             await write_repository.mark_published(session, [row.id for row in rows], self.clock())
         for row in rows:
             self._early.pop(row.id, None)
@@ -102,11 +105,17 @@ class OutboxRelay:
         events, self._committed = self._committed, []
         if not events:
             return
-        await self.bus.publish(events)
+        await self._publish(events)
         for published in events:
             self._early[published.id] = None
         while len(self._early) > EARLY_IDS:
             self._early.popitem(last=False)
+
+    async def _publish(self, events: list[Event]) -> None:
+        await self.bus.publish(events)
+        if events:
+            for listener in self.listeners:
+                listener(events)
 
     # -- running inside the server ---------------------------------------------------
 

@@ -1,12 +1,12 @@
 """The Starlette application: one database, one authorization server, one HTTP client
-session for outbound calls, the outbox relay, the webhook dispatcher and the job
-scheduler, all owned by the lifespan."""
+session for outbound calls (and one per program's CRM and store), the outbox relay, the
+webhook dispatcher and the job scheduler, all owned by the lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -23,8 +23,10 @@ from auth.principals import Authenticator
 from auth.protocol import metadata as authorization_server_metadata
 from auth.server import AuthorizationServer, load_signing_key
 from auth.tokens import TokenIssuer
+from backends.crm.writeback import CrmWriteBack
+from backends.registry import Backends
 from events import bus as events_bus
-from events.bus import Hub
+from events.bus import Event, Hub
 from events.relay import OutboxRelay
 from events.webhooks import WebhookDispatcher
 from gateway import oauth, scheduler, unavailable
@@ -91,8 +93,16 @@ def create_app(
         # answered 503 (retry later) rather than running into its own timeout.
         database = Database(settings.database_url, wait=settings.operation_timeout / 2)
         http = aiohttp.ClientSession()
+        backends = Backends(programs, metrics.backends)  # a session per program and backend
         jobs: asyncio.Task[None] | None = None
         relay = OutboxRelay(database, bus, clock)
+        write_back = CrmWriteBack(database, backends, settings.crm_write_back_interval)
+
+        def written_back(events: Sequence[Event]) -> None:
+            for e in events:
+                write_back.offer(e.program_id, e.member_id, e.id, e.payload)
+
+        relay.listeners.append(written_back)
         dispatcher = WebhookDispatcher(
             database,
             programs,
@@ -116,6 +126,7 @@ def create_app(
             }
             app.state.database = database
             app.state.http = http
+            app.state.backends = backends
             app.state.authorization = authorization
             app.state.authenticator = Authenticator(database, authorization, programs, verifiers)
             await bus.start()
@@ -124,6 +135,8 @@ def create_app(
             app.state.relay = relay
             dispatcher.start()
             app.state.webhooks = dispatcher
+            write_back.start()
+            app.state.write_back = write_back
             if scheduled_jobs:
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
@@ -134,6 +147,7 @@ def create_app(
                 jobs.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await jobs
+            await write_back.stop()
             await dispatcher.stop()
             await revocations.stop()
             await relay.stop()
@@ -142,6 +156,7 @@ def create_app(
             await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await inbound.rate_limiter.close()
             await http.close()
+            await backends.close()
             await database.dispose()
 
     app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])
@@ -160,6 +175,7 @@ def create_app(
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions=settings.max_subscriptions,
         revocations=revocations,
+        backends=lambda: getattr(app.state, "backends", None),
     )
     app.state.oauth_rate_limiter = oauth_rate_limiter
     inbound = InboundWebhooks(

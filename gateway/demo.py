@@ -3,7 +3,9 @@
 Seeds the bundled demo program with a few members and some history, shows what the
 ledger made of it, then serves the gateway with GraphiQL and prints ready tokens: a
 partner token with every scope, and a member token. The demo plays the store's
-identity provider for its own members (a key of its own, its JWKS on a loopback port).
+identity provider for its own members (a key of its own, its JWKS on a loopback port)
+and its CRM (a fake HubSpot on a loopback port, with a contact for Ada and Grace), so
+`profile` answers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.applications import Starlette
 from auth import scopes
 from auth.models import OAuthClient
 from auth.server import AuthorizationServer, ClientCredentials
+from backends.fakes.hubspot import FakeHubSpot
 from backends.fakes.identity import FakeIdentityProvider
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
@@ -37,11 +40,12 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, Program, load_program
+from ledger.program import DEMO_PROGRAM, Crm, Program, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 
 DEMO_CLIENT = "demo"
+DEMO_CRM_TOKEN = "pat-demo"
 
 
 async def seed(service: LoyaltyService, database: Database, program_id: str) -> list[int]:
@@ -189,17 +193,40 @@ First mutation, with the partner token:
 A new partner token: curl -s -u {credentials.client_id}:{credentials.client_secret} \\
   -d grant_type=client_credentials {base}/oauth/token
 
+The CRM is a fake HubSpot: {{ me {{ profile {{ firstName lifecycleStage company }} }} }}
+
 Metrics: {base}/metrics   Stop: Ctrl-C
 """
 
 
 async def demo(directory: Path, host: str, port: int) -> None:
     url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
-    async with FakeIdentityProvider(
-        audience=DEMO_AUDIENCE, algorithm="ES256"
-    ).serving() as identity:
+    crm = FakeHubSpot(token=DEMO_CRM_TOKEN)
+    crm.add(
+        "cust-ada",
+        firstname="Ada",
+        lastname="Lovelace",
+        lifecyclestage="customer",
+        company="Analytical Engines",
+    )
+    crm.add(
+        "cust-grace",
+        firstname="Grace",
+        lastname="Hopper",
+        lifecyclestage="evangelist",
+        company="US Navy",
+    )
+    async with (
+        FakeIdentityProvider(audience=DEMO_AUDIENCE, algorithm="ES256").serving() as identity,
+        crm.serving(),
+    ):
         base = load_program(DEMO_PROGRAM)
-        program = base.model_copy(update={"member_tokens": identity.member_tokens()})
+        program = base.model_copy(
+            update={
+                "member_tokens": identity.member_tokens(),
+                "crm": Crm(kind="hubspot", base_url=crm.base, token=DEMO_CRM_TOKEN),
+            }
+        )
         await prepare(url, program)
         settings = Settings(database_url=url, issuer=f"http://{host}:{port}")
         app = create_app(settings, programs={program.id: program})

@@ -31,6 +31,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from auth.members import IdentityProviderUnavailable
 from auth.principals import Anonymous, Authenticator, Partner, Principal, Shopper
 from auth.tokens import InvalidToken
+from backends.registry import Backends
 from events.bus import Hub
 from gateway import unavailable
 from gateway.live import LiveTransportHandler, encoded
@@ -213,6 +214,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         connection_init_timeout: float = 10,
         max_subscriptions: int = 20,
         revocations: RevocationWatch | None = None,
+        backends: Callable[[], Backends | None] = lambda: None,
     ) -> None:
         super().__init__(
             schema,
@@ -228,6 +230,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.service = service
         self.database = database
         self.authenticator = authenticator
+        self.backends = backends
         self.rate_limiter = rate_limiter
         self.metrics = metrics
         self.clock = clock
@@ -400,6 +403,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 principal=Anonymous(),
                 request_id=uuid.uuid4().hex,
                 clock=self.clock,
+                backends=self.backends(),
                 hub=self.hub,
                 websocket=response,
             )
@@ -409,6 +413,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             principal=request.state.principal,
             request_id=request.state.request_id,
             clock=self.clock,
+            backends=self.backends(),
         )
         request.state.context = context
         return context

@@ -60,6 +60,7 @@ class Metrics:
         )
 
         self.webhooks = WebhookMetrics(self.registry)
+        self.backends = BackendMetrics(self.registry)
 
     def watch(self, hub: Hub) -> None:
         """Report the hub's subscriptions and event counts."""
@@ -147,6 +148,31 @@ class WebhookMetrics:
 
     def endpoint_disabled(self) -> None:
         self.disabled.inc()
+
+
+class BackendMetrics:
+    """Calls to the CRMs and stores, by backend and outcome, and their duration
+    (retries and waits included): the backends' `CallObserver`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "loyalty_backend_calls",
+            "Calls to a CRM or store by backend and outcome (ok, timeout, throttled, "
+            "unavailable, circuit_open, bad_credentials, bad_answer)",
+            ["backend", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "loyalty_backend_call_duration_seconds",
+            "Time a call to a CRM or store took, retries included",
+            ["backend"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+
+    def called(self, backend: str, outcome: str, seconds: float) -> None:
+        self.calls.labels(backend, outcome).inc()
+        self.latency.labels(backend).observe(seconds)
 
 
 class _HubCollector(Collector):

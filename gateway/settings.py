@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = False
     webhook_timeout: float = Field(default=10, gt=0)  # seconds per outgoing webhook call
     metrics_token: str | None = None
+    crm_write_back_interval: float = Field(default=1.0, gt=0)  # seconds between CRM writes
 
     def origins(self) -> list[str]:
         return [origin for origin in self.allowed_origins.replace(",", " ").split() if origin]

@@ -186,13 +186,43 @@ def _signing_secret(value: str) -> str:
     return value
 
 
-class Crm(_Section):
-    kind: Literal["hubspot", "salesforce"]
+class BackendSection(_Section):
+    """What every federated backend has: where it is, and how patient to be with it."""
+
     base_url: str = Field(pattern=r"^https?://")
     token: str | None = None
+    timeout: float = Field(default=1.0, gt=0, le=30)  # seconds for a whole call, retries included
+    attempts: int = Field(default=3, ge=1, le=5)  # tries of a read (network errors, 5xx, 429)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)  # failed calls in a row that open it
+    breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)  # seconds open before a trial
+    cache_ttl: float = Field(default=30.0, ge=0, le=3600)  # seconds an answer is reused; 0 = never
+    cache_size: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+class Crm(BackendSection):
+    kind: Literal["hubspot", "salesforce"]
     client_id: str | None = None
     client_secret: str | None = None
-    customer_id_property: str | None = None
+    # The CRM property that holds a member's customerId (HubSpot's `idProperty`): a
+    # unique-value property of the contact.
+    customer_id_property: str = Field(
+        default="customer_id", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.kind == "hubspot" and not self.token:
+            raise ValueError("a hubspot CRM needs `token` (a private app access token)")
+        return self
+
+    @model_validator(mode="after")
+    def _salesforce_credentials(self) -> Self:
+        if self.kind == "salesforce" and not (self.client_id and self.client_secret):
+            raise ValueError(
+                "a salesforce CRM needs `client_id` and `client_secret` (its app's consumer key"
+                " and secret, for the client credentials flow)"
+            )
+        return self
 
 
 def _rsa_public_key(value: str) -> None:
@@ -218,12 +248,28 @@ class QuickBooks(_Section):
     minor_version: int = Field(default=75, ge=75, le=999)
 
 
-class Commerce(_Section):
+class Commerce(BackendSection):
     kind: Literal["shopify", "woocommerce"]
-    base_url: str = Field(pattern=r"^https?://")
-    token: str | None = None
     consumer_key: str | None = None
     consumer_secret: str | None = None
+    api_version: str = Field(default="2025-07", pattern=r"^\d{4}-\d{2}$")  # Shopify Admin API
+    # WooCommerce: orders requests in flight at once (it filters by one customer per request)
+    max_concurrency: int = Field(default=8, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.kind == "shopify" and not self.token:
+            raise ValueError("a shopify store needs `token` (an Admin API access token)")
+        return self
+
+    @model_validator(mode="after")
+    def _woocommerce_credentials(self) -> Self:
+        if self.kind == "woocommerce" and not (self.consumer_key and self.consumer_secret):
+            raise ValueError(
+                "a woocommerce store needs `consumer_key` and `consumer_secret` (a REST API key"
+                " with Read access)"
+            )
+        return self
 
 
 def _listed(value: object) -> object:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from auth.principals import Anonymous, Partner, Principal, Shopper
+from backends.registry import Backends
 from events.bus import Hub
 from ledger.commands import member_client_key
 from ledger.db import Database, is_unavailable
@@ -27,6 +28,7 @@ class Context:
     principal: Principal
     request_id: str
     clock: Callable[[], datetime]
+    backends: Backends | None = None  # the programs' CRM and store clients
     hub: Hub | None = None  # the live events, on a WebSocket connection
     hang_up: Callable[[int, str], Awaitable[None]] | None = None  # closes that connection
     _loaders: Loaders | None = field(default=None, repr=False)
@@ -62,7 +64,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.reader, self.program, self.clock)
+            self._loaders = Loaders(self.reader, self.program, self.clock, self.backends)
         return self._loaders
 
     async def forget_loaded(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +14,10 @@ from typing import Any, Generic, TypeVar
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backends.commerce.base import StoreOrder
+from backends.crm.base import CrmProfile
+from backends.errors import BackendError
+from backends.registry import Backends
 from ledger import read_repository, rules, tiers
 from ledger.db import Database
 from ledger.models import Account, Entry, EntryKind, Hold, Member, Redemption, Reward
@@ -69,6 +73,23 @@ class BatchLoader(DataLoader[K, V], Generic[K, V]):
         return [found.get(key, self.default) for key in keys]
 
 
+class BackendLoader(DataLoader[K, V], Generic[K, V]):
+    """A DataLoader whose batch is one call to a CRM or a store (no SQL): the whole page
+    of members in one call, each backend's loader dispatched at once beside the others.
+    When the backend cannot answer, every key of the batch gets its `BackendError`."""
+
+    def __init__(self, fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]]) -> None:
+        super().__init__()
+        self.fetch = fetch
+
+    async def batch_load_fn(self, keys: list[K]) -> list[Any]:  # V, or the error of each
+        try:
+            found = await self.fetch(keys)
+        except BackendError as exc:
+            return [exc for _ in keys]
+        return [found[key] for key in keys]
+
+
 @dataclass(frozen=True)
 class PageKey:
     """One member's page of a history: newest first, ids below `before`."""
@@ -86,8 +107,15 @@ PageShape = tuple[int | None, int, tuple[EntryKind, ...] | None]
 class Loaders:
     """The DataLoaders of one request, for one program."""
 
-    def __init__(self, reader: Reader, program: Program, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        reader: Reader,
+        program: Program,
+        clock: Callable[[], datetime],
+        backends: Backends | None = None,
+    ):
         self.reader = reader
+        self.backends = backends
         self.program = program
         self.now = clock()
         pid = program.id
@@ -134,6 +162,34 @@ class Loaders:
             lambda s, ids: read_repository.by_ids(s, Redemption, pid, ids)
         )
         self.active_rewards: DataLoader[str, list[Reward]] = loader(self._active_rewards, [])
+        self.profile: DataLoader[str, CrmProfile | None] = BackendLoader(self._profiles)
+        self.orders: DataLoader[tuple[str, int], list[StoreOrder] | None] = BackendLoader(
+            self._orders
+        )
+
+    async def _profiles(self, customer_ids: list[str]) -> dict[str, CrmProfile | None]:
+        crm = self.backends.crm(self.program.id) if self.backends is not None else None
+        if crm is None:  # the program has no CRM: nobody has a profile
+            return {customer_id: None for customer_id in customer_ids}
+        return await crm.profiles(customer_ids)
+
+    async def _orders(
+        self, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[StoreOrder] | None]:
+        store = self.backends.commerce(self.program.id) if self.backends is not None else None
+        if store is None:  # the program has no store: nobody has orders there
+            return {key: None for key in keys}
+        found: dict[tuple[str, int], list[StoreOrder] | None] = {}
+        by_size: dict[int, list[str]] = defaultdict(list)
+        for customer_id, first in keys:
+            by_size[first].append(customer_id)
+        # One call per page size asked for (a page asks for one): concurrently.
+        answers = await asyncio.gather(
+            *(store.orders(ids, first) for first, ids in by_size.items())
+        )
+        for (first, _), orders in zip(by_size.items(), answers, strict=True):
+            found.update({(customer_id, first): value for customer_id, value in orders.items()})
+        return found
 
     async def _qualifying(self, session: Any, member_ids: list[int]) -> dict[int, int]:
         scope = LedgerScope(session, self.program, self.now)

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from auth import scopes
 from auth.principals import Partner, Shopper
+from backends.commerce.base import StoreOrder
+from backends.crm.base import CrmProfile
+from backends.errors import BackendError
 from ledger import read_repository, rules
 from ledger.commands import MemberRef
 from ledger.models import Member
 from resolvers import pagination
 from resolvers.context import Context
-from resolvers.errors import BAD_USER_INPUT, FORBIDDEN, ApiError
+from resolvers.errors import BAD_USER_INPUT, FORBIDDEN, ApiError, BackendUnavailableError
 
 MAX_CUSTOMER_ID = 255
 
@@ -96,3 +99,29 @@ async def members_page(
         )
     )
     return pagination.page("member", rows, size)
+
+
+MAX_ORDERS = 50
+
+
+async def profile(ctx: Context, member: Member) -> CrmProfile | None:
+    """The member's contact in the program's CRM (names: members:pii or the member
+    itself); None when the program has no CRM or the CRM no such contact."""
+    if not may_see_personal_data(ctx, member):
+        raise ApiError("profile needs members:pii or the member's own token", FORBIDDEN)
+    try:
+        return await ctx.loaders.profile.load(member.customer_id)
+    except BackendError as exc:
+        raise BackendUnavailableError(exc.kind, "CRM", exc.reason) from None
+
+
+async def orders(ctx: Context, member: Member, first: int | None) -> list[StoreOrder] | None:
+    """The member's `first` newest orders in the program's store; None when the program
+    has no store or the store no such customer."""
+    size = 5 if first is None else first
+    if not 1 <= size <= MAX_ORDERS:
+        raise ApiError(f"first must be between 1 and {MAX_ORDERS}", BAD_USER_INPUT)
+    try:
+        return await ctx.loaders.orders.load((member.customer_id, size))
+    except BackendError as exc:
+        raise BackendUnavailableError(exc.kind, "store", exc.reason) from None

@@ -12,8 +12,10 @@ only ever walk documents of bounded expanded size.
 Cost: every field costs 1; a field with a `first` argument multiplies the cost of what it
 selects by the page size the resolver will use for the argument's coerced value
 (variables coerced as the executor coerces them: `100.0` is 100, `null` is the default
-page). The cost is reported in `extensions.cost`; above the limit the operation is
-refused before anything runs (QUERY_TOO_COMPLEX).
+page). `Member.orders(first:)` is costed so too (its default page is 5); `Member.profile`
+and `orders` cost no more per member than a ledger field, since their backends are asked
+once per page of members, not once per member. The cost is reported in `extensions.cost`;
+above the limit the operation is refused before anything runs (QUERY_TOO_COMPLEX).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ queries and writes on members."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import strawberry
@@ -43,6 +44,25 @@ class MemberRef:
         return resolve.Reference(
             id=str(self.id) if self.id is not None else None, customer_id=self.customer_id
         )
+
+
+@strawberry.type(description="The member's contact in the program's CRM.")
+class CrmProfile:
+    source: str
+    first_name: str | None
+    last_name: str | None
+    lifecycle_stage: str | None
+    company: str | None
+
+
+@strawberry.type(description="An order in the program's store.")
+class Order:
+    id: strawberry.ID
+    name: str | None
+    total: Decimal
+    currency: str
+    created_at: datetime
+    status: str | None
 
 
 @strawberry.type
@@ -121,6 +141,44 @@ class Member:
     ) -> RedemptionConnection:
         page = await rewards_resolvers.redemptions(info.context, self.model, first, after)
         return connection(page, Redemption.of)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="From the CRM (members:pii, or the member itself); null with the error "
+        "BACKEND_UNAVAILABLE when the CRM cannot answer."
+    )
+    async def profile(self, info: strawberry.Info[Context]) -> CrmProfile | None:
+        found = await resolve.profile(info.context, self.model)
+        if found is None:
+            return None
+        return CrmProfile(
+            source=found.source,
+            first_name=found.first_name,
+            last_name=found.last_name,
+            lifecycle_stage=found.lifecycle_stage,
+            company=found.company,
+        )
+
+    @strawberry.field(
+        description="Newest first, from the store; null with the error BACKEND_UNAVAILABLE "
+        "when the store cannot answer."
+    )
+    async def orders(
+        self, info: strawberry.Info[Context], first: int | None = 5
+    ) -> list[Order] | None:
+        found = await resolve.orders(info.context, self.model, first)
+        if found is None:
+            return None
+        return [
+            Order(
+                id=strawberry.ID(order.id),
+                name=order.name,
+                total=order.total,
+                currency=order.currency,
+                created_at=order.created_at,
+                status=order.status,
+            )
+            for order in found
+        ]
 
 
 MemberConnection = Connection[Member]

@@ -18,6 +18,7 @@ Decimal as strings, Int within 32 bits, DateTime with an offset. A missing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -36,7 +37,13 @@ from backends.inbound import (
     money,
     required_header,
 )
-from ledger.commands import EnrollMember, MemberRef, RecordPurchase, RefundPurchase
+from ledger.commands import (
+    Command,
+    EnrollMember,
+    MemberRef,
+    RecordPurchase,
+    RefundPurchase,
+)
 from ledger.program import Channel
 from ledger.rules import Line
 
@@ -245,7 +252,7 @@ def enroll(data: _Input, webhook_id: str) -> EnrollMember:
     )
 
 
-READERS = {
+READERS: dict[str, Callable[[_Input, str], Command]] = {
     "purchase.completed": purchase,
     "purchase.refunded": refund,
     "member.enrolled": enroll,

@@ -94,7 +94,7 @@ class SquareSource(WebhookSource):
         payment_id = text(payment.get("id"), "data.object.payment.id")
         amount, currency = _money(payment.get("amount_money"), "data.object.payment.amount_money")
         customer = payment.get("customer_id")
-        lines = (Line(None, None, 1, amount, Decimal(0)),)
+        lines: tuple[Line, ...] = (Line(None, None, 1, amount, Decimal(0)),)
         order_id = payment.get("order_id")
         if order_id is not None:
             order_id = text(order_id, "data.object.payment.order_id")

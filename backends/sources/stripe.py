@@ -85,7 +85,9 @@ class Stripe(WebhookSource):
         if identity.topic not in ("payment_intent.succeeded", "charge.refunded"):
             return Ignored(f"event type {identity.topic!r} is not one this source acts on")
         data = event.get("data")
-        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise Unprocessable("data must be an object")
+        obj = data.get("object")
         if not isinstance(obj, dict):
             raise Unprocessable("data.object must be an object")
         if identity.topic == "payment_intent.succeeded":

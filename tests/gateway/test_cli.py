@@ -137,6 +137,8 @@ def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None
             "next": {"name": "Silver"},
             "toNext": 1000 - 225,  # the 225 purchase points of the available order
         }
+        profile = _graphql(base, member_token, "{ me { profile { firstName source } } }")
+        assert profile["data"] == {"me": {"profile": {"firstName": "Ada", "source": "hubspot"}}}
         bought = _graphql(base, partner_token, FIRST_MUTATION)["data"]["recordPurchase"]  # type: ignore[index]
         assert bought["userErrors"] == []
         assert bought["transaction"]["points"] in {160, 240}  # 80.00 shoes × 2 (× 1.5 Tuesday)

@@ -131,13 +131,14 @@ async def running_gateway(
     introspection: bool = True,
     jobs_interval: float | None = None,
     operation_timeout: float = 15,
-    other_programs: Iterable[str] = (),
+    other_programs: Iterable[str | Mapping[str, Any]] = (),
     metrics_token: str | None = None,
     settings: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Gateway]:
     """`settings` sets any other `Settings` field (the broker, WebSocket limits ...);
-    `overrides` change the test program."""
+    `overrides` change the test program; `other_programs` are more programs, each an id
+    or the overrides of its own (with its `id`)."""
     identity = FakeIdentityProvider(issuer=ISSUER)
     clock = Clock()
     async with identity.serving(), aiohttp.ClientSession() as http:
@@ -153,7 +154,10 @@ async def running_gateway(
             metrics_token=metrics_token,
         )
         programs = [gateway_program(identity.url, **overrides)]
-        programs += [gateway_program(identity.url, id=other) for other in other_programs]
+        programs += [
+            gateway_program(identity.url, **({"id": other} if isinstance(other, str) else other))
+            for other in other_programs
+        ]
         app = create_app(
             configured,
             clock=clock,

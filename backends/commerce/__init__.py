@@ -1,0 +1,1 @@
+"""Store clients: a member's recent orders (`Member.orders`)."""

@@ -1,0 +1,1 @@
+"""CRM clients: a member's contact record (`Member.profile`)."""
