@@ -97,7 +97,9 @@ def ledger_complete(response: Response, members: int) -> None:
 
 
 async def test_a_page_makes_one_call_per_backend_and_few_statements(database_url: str) -> None:
-    async with world(database_url) as w:
+    # A deadline far from any call's time on a loaded machine: a retry would be a second
+    # call, and this counts the calls a page makes, not what a slow answer costs.
+    async with world(database_url, timeout=10) as w:
         engine = w.gw.database.engine.sync_engine
         seen: list[str] = []
 
@@ -163,7 +165,9 @@ async def test_the_backends_are_asked_at_once_not_one_after_the_other(database_u
         assert response.body.get("errors") is None
         (crm_began, crm_ended), (store_began, store_ended) = w.crm.windows[-1], w.store.windows[-1]
         assert crm_began < store_ended and store_began < crm_ended  # the calls overlapped
-        assert elapsed < 0.25 * 1.5, elapsed  # about the slowest (0.15 s), not the sum
+        # The overlap above is the proof; this only bounds the whole answer (the calls
+        # take 0.15 s at most, the rest is the page's own work on a shared machine).
+        assert elapsed < 1.0, elapsed
 
 
 FAILURES: dict[str, dict[str, Any]] = {
@@ -195,7 +199,9 @@ async def test_a_failing_crm_nulls_only_the_profiles(database_url: str, failure:
         for i in range(6):
             assert node(response, i)["profile"] is None
         assert [o["name"] for o in node(response, 0)["orders"]] == ["#0-b", "#0-a"]
-        assert elapsed < 0.5 + 1.0, elapsed  # within the CRM's timeout, generously
+        # Within the CRM's timeout (0.5 s), never the 30 s Retry-After nor a hang; the
+        # margin is for the page's own work on a loaded machine.
+        assert elapsed < 0.5 + 4.0, elapsed
 
 
 async def test_a_failing_store_nulls_only_the_orders(database_url: str) -> None:
@@ -229,7 +235,7 @@ async def test_contacts_missing_from_the_crm_have_no_profile_and_no_error(
 
 async def test_the_breaker_opens_answers_at_once_and_closes_again(database_url: str) -> None:
     async with world(
-        database_url, members=3, breaker_failures=2, breaker_cooldown=0.5, attempts=1, cache_ttl=0
+        database_url, members=3, breaker_failures=2, breaker_cooldown=3.0, attempts=1, cache_ttl=0
     ) as w:
         token = await w.gw.token()
         w.crm.failures = [503, 503]
@@ -238,13 +244,13 @@ async def test_the_breaker_opens_answers_at_once_and_closes_again(database_url: 
             assert response.body["errors"][0]["extensions"]["reason"] == "failing (503)"
         started = time.monotonic()
         response = await w.page(3, token)
-        assert time.monotonic() - started < 0.5  # no call, no wait
+        assert time.monotonic() - started < 2.0  # no call, no wait (the cool-down is 3 s)
         assert w.crm.calls == 2
         assert {e["extensions"]["reason"] for e in response.body["errors"]} == {
             "circuit open after repeated failures"
         }
         ledger_complete(response, 3)
-        await asyncio.sleep(0.55)
+        await asyncio.sleep(3.1)
         response = await w.page(3, token)
         assert response.body.get("errors") is None
         assert node(response, 0)["profile"]["firstName"] == "First0"
