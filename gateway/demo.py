@@ -25,6 +25,7 @@ from auth.models import OAuthClient
 from auth.server import AuthorizationServer, ClientCredentials
 from backends.fakes.hubspot import FakeHubSpot
 from backends.fakes.identity import FakeIdentityProvider
+from backends.fakes.shopify import FakeShopify
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
@@ -40,12 +41,13 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, Crm, Program, load_program
+from ledger.program import DEMO_PROGRAM, Commerce, Crm, Program, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 
 DEMO_CLIENT = "demo"
 DEMO_CRM_TOKEN = "pat-demo"
+DEMO_STORE_TOKEN = "shpat_demo"
 
 
 async def seed(service: LoyaltyService, database: Database, program_id: str) -> list[int]:
@@ -54,11 +56,11 @@ async def seed(service: LoyaltyService, database: Database, program_id: str) -> 
     # past the 14 pending days (available now), within the 30 days a purchase may be backdated
     weeks_ago = now - timedelta(days=25)
     commands: list[Command] = [
-        EnrollMember("seed-ada", "cust-ada", email="ada@example.com", name="Ada Lovelace"),
-        EnrollMember("seed-grace", "cust-grace", email="grace@example.com", name="Grace Hopper"),
+        EnrollMember("seed-ada", "1001", email="ada@example.com", name="Ada Lovelace"),
+        EnrollMember("seed-grace", "1002", email="grace@example.com", name="Grace Hopper"),
         RecordPurchase(
             "seed-order-1001",
-            MemberRef(customer_id="cust-ada"),
+            MemberRef(customer_id="1001"),
             "1001",
             "USD",
             (
@@ -70,7 +72,7 @@ async def seed(service: LoyaltyService, database: Database, program_id: str) -> 
         ),
         RecordPurchase(
             "seed-order-1002",
-            MemberRef(customer_id="cust-grace"),
+            MemberRef(customer_id="1002"),
             "1002",
             "USD",
             (Line("COAT-WOOL", "outerwear", 1, Decimal("1180.00")),),
@@ -78,18 +80,18 @@ async def seed(service: LoyaltyService, database: Database, program_id: str) -> 
         ),
         RecordPurchase(
             "seed-order-1003",
-            MemberRef(customer_id="cust-ada"),
+            MemberRef(customer_id="1001"),
             "1003",
             "USD",
             (Line("HAT-FELT", "accessories", 1, Decimal("45.00")),),
         ),
-        RecordAction("seed-review-1", MemberRef(customer_id="cust-ada"), "product_review"),
-        RedeemReward("seed-redeem-1", MemberRef(customer_id="cust-grace"), "free-shipping"),
-        HoldPoints("seed-hold-1", MemberRef(customer_id="cust-ada"), 100, "1004"),
-        AdjustPoints("seed-adjust-1", MemberRef(customer_id="cust-grace"), 50, "Late delivery"),
+        RecordAction("seed-review-1", MemberRef(customer_id="1001"), "product_review"),
+        RedeemReward("seed-redeem-1", MemberRef(customer_id="1002"), "free-shipping"),
+        HoldPoints("seed-hold-1", MemberRef(customer_id="1001"), 100, "1004"),
+        AdjustPoints("seed-adjust-1", MemberRef(customer_id="1002"), 50, "Late delivery"),
         RecordPurchase(
             "seed-order-2001",
-            MemberRef(customer_id="cust-linus"),
+            MemberRef(customer_id="1003"),
             "2001",
             "USD",
             (Line("MUG", "home", 2, Decimal("9.99")),),
@@ -122,7 +124,7 @@ async def show(database: Database, program_id: str, member_ids: list[int]) -> No
 
 
 DEMO_AUDIENCE = "loyalty-demo"
-DEMO_MEMBER = "cust-ada"
+DEMO_MEMBER = "1001"
 FIRST_QUERY = """{
   me {
     customerId
@@ -134,7 +136,7 @@ FIRST_QUERY = """{
 FIRST_MUTATION = """mutation {
   recordPurchase(input: {
     idempotencyKey: "demo-order-3001"
-    member: {customerId: "cust-ada"}
+    member: {customerId: "1001"}
     orderId: "3001"
     currency: "USD"
     lines: [{sku: "SHOE-BLUE-40", category: "shoes", quantity: 1, unitPrice: "80.00"}]
@@ -193,7 +195,8 @@ First mutation, with the partner token:
 A new partner token: curl -s -u {credentials.client_id}:{credentials.client_secret} \\
   -d grant_type=client_credentials {base}/oauth/token
 
-The CRM is a fake HubSpot: {{ me {{ profile {{ firstName lifecycleStage company }} }} }}
+The CRM is a fake HubSpot and the store a fake Shopify:
+  {{ me {{ profile {{ firstName lifecycleStage company }} orders {{ name total createdAt }} }} }}
 
 Metrics: {base}/metrics   Stop: Ctrl-C
 """
@@ -203,28 +206,35 @@ async def demo(directory: Path, host: str, port: int) -> None:
     url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
     crm = FakeHubSpot(token=DEMO_CRM_TOKEN)
     crm.add(
-        "cust-ada",
+        "1001",
         firstname="Ada",
         lastname="Lovelace",
         lifecyclestage="customer",
         company="Analytical Engines",
     )
     crm.add(
-        "cust-grace",
+        "1002",
         firstname="Grace",
         lastname="Hopper",
         lifecyclestage="evangelist",
         company="US Navy",
     )
+    # The store is a fake Shopify; customer ids are Shopify's (numeric) customer ids.
+    store = FakeShopify(token=DEMO_STORE_TOKEN)
+    store.add_order("1001", "#1001", "112.50", created_at="2026-10-06T14:02:00Z")
+    store.add_order("1001", "#1014", "24.00", created_at="2026-11-20T09:41:00Z")
+    store.add_order("1002", "#1009", "1180.00", created_at="2026-09-12T17:20:00Z")
     async with (
         FakeIdentityProvider(audience=DEMO_AUDIENCE, algorithm="ES256").serving() as identity,
         crm.serving(),
+        store.serving(),
     ):
         base = load_program(DEMO_PROGRAM)
         program = base.model_copy(
             update={
                 "member_tokens": identity.member_tokens(),
                 "crm": Crm(kind="hubspot", base_url=crm.base, token=DEMO_CRM_TOKEN),
+                "commerce": Commerce(kind="shopify", base_url=store.base, token=DEMO_STORE_TOKEN),
             }
         )
         await prepare(url, program)

@@ -114,10 +114,10 @@ def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None
         table = {line.split()[0]: line.split()[1:] for line in lines[2:6] if line.strip()}
         # Grace: signup 100 + a 1180.00 coat 60 days ago (available, Silver), a 500-point
         # free-shipping redemption, a 50-point goodwill adjustment.
-        assert table["cust-grace"] == ["830", "0", "0", "1280", "Silver"]
+        assert table["1002"] == ["830", "0", "0", "1280", "Silver"]
         # Ada: signup 100 + (100 shoes × 2 + 25 socks; gift card excluded) + 50 review,
         # 100 held at checkout; the hat bought today is pending (×1.5 on a Tuesday).
-        available, pending, held, lifetime, tier = table["cust-ada"]
+        available, pending, held, lifetime, tier = table["1001"]
         assert (available, held, lifetime, tier) == ("275", "100", "375", "Bronze")
         assert pending in {"45", "67"}
         base = f"http://127.0.0.1:{port}"
@@ -125,7 +125,7 @@ def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None
         member_token, partner_token = (part.split('"')[0] for part in output.split("Bearer ")[1:3])
 
         me = _graphql(base, member_token, FIRST_QUERY)
-        assert me["data"]["me"]["customerId"] == "cust-ada"  # type: ignore[index]
+        assert me["data"]["me"]["customerId"] == "1001"  # type: ignore[index]
         assert me["data"]["me"]["points"] == {  # type: ignore[index]
             "available": 275,
             "pending": int(pending),
@@ -139,6 +139,15 @@ def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None
         }
         profile = _graphql(base, member_token, "{ me { profile { firstName source } } }")
         assert profile["data"] == {"me": {"profile": {"firstName": "Ada", "source": "hubspot"}}}
+        orders = _graphql(base, member_token, "{ me { orders { name total currency } } }")
+        assert orders["data"] == {  # from the fake Shopify, newest first
+            "me": {
+                "orders": [
+                    {"name": "#1014", "total": "24.00", "currency": "USD"},
+                    {"name": "#1001", "total": "112.50", "currency": "USD"},
+                ]
+            }
+        }
         bought = _graphql(base, partner_token, FIRST_MUTATION)["data"]["recordPurchase"]  # type: ignore[index]
         assert bought["userErrors"] == []
         assert bought["transaction"]["points"] in {160, 240}  # 80.00 shoes × 2 (× 1.5 Tuesday)
