@@ -72,9 +72,12 @@ _ABSENT = object()
 
 
 class CallObserver(Protocol):
-    """Told of every call a client makes (the gateway's metrics)."""
+    """Told of every call a client makes (the gateway's metrics): its outcome, how long
+    it took, and the state of the program's circuit for that backend after it."""
 
-    def called(self, backend: str, outcome: str, seconds: float) -> None: ...
+    def called(
+        self, backend: str, outcome: str, seconds: float, *, program: str, circuit: str
+    ) -> None: ...
 
 
 OUTCOMES: tuple[tuple[type[BackendError], str], ...] = (
@@ -208,7 +211,13 @@ class BackendClient:
         finally:
             observer = self.breakers.observer
             if observer is not None:
-                observer.called(self.kind, outcome_of(failure), time.monotonic() - started)
+                observer.called(
+                    self.kind,
+                    outcome_of(failure),
+                    time.monotonic() - started,
+                    program=self.program_id,
+                    circuit=self.breakers.state(self.circuit),
+                )
 
     async def _guarded(self, attempt: Callable[[], Awaitable[T]], read: bool) -> T:
         try:

@@ -170,9 +170,19 @@ class BackendMetrics:
             registry=registry,
         )
 
-    def called(self, backend: str, outcome: str, seconds: float) -> None:
+        self.circuit_open = Gauge(
+            "loyalty_backend_circuit_open",
+            "1 while a program's circuit to a CRM or store is open or half-open, else 0",
+            ["program", "backend"],
+            registry=registry,
+        )
+
+    def called(
+        self, backend: str, outcome: str, seconds: float, *, program: str, circuit: str
+    ) -> None:
         self.calls.labels(backend, outcome).inc()
         self.latency.labels(backend).observe(seconds)
+        self.circuit_open.labels(program, backend).set(0 if circuit == "closed" else 1)
 
 
 class _HubCollector(Collector):

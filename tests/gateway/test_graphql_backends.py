@@ -250,11 +250,25 @@ async def test_the_breaker_opens_answers_at_once_and_closes_again(database_url: 
             "circuit open after repeated failures"
         }
         ledger_complete(response, 3)
+        assert await circuit_open(w) == {"hubspot": 1.0, "shopify": 0.0}
         await asyncio.sleep(3.1)
         response = await w.page(3, token)
         assert response.body.get("errors") is None
         assert node(response, 0)["profile"]["firstName"] == "First0"
         assert w.crm.calls == 3
+        assert await circuit_open(w) == {"hubspot": 0.0, "shopify": 0.0}
+
+
+async def circuit_open(w: World) -> dict[str, float]:
+    """`loyalty_backend_circuit_open` of the test program, by backend."""
+    async with w.gw.http.get(w.gw.url + "/metrics") as response:
+        text = await response.text()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("loyalty_backend_circuit_open{") and 'program="test"' in line:
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('backend="')[1].split('"')[0]] = float(value)
+    return found
 
 
 async def test_programs_keep_their_crm_cache_and_credentials_apart(database_url: str) -> None:
