@@ -117,8 +117,15 @@ async def test_a_page_makes_one_call_per_backend_and_few_statements(database_url
         # SELECTs, as tests/gateway/test_dataloaders.py counts them: the token's revocation
         # check and the page's four reads (members, accounts, expiring lots, qualifying
         # value); none for the backends' fields.
-        selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
-        assert len(selects) <= 5, selects
+        # The relay and the webhook dispatcher poll the outbox meanwhile, on the same
+        # engine: their reads are not the request's.
+        background = ("FROM outbox", "FROM webhook_deliveries")
+        selects = [
+            s
+            for s in seen
+            if s.lstrip().upper().startswith("SELECT") and not any(b in s for b in background)
+        ]
+        assert len(selects) <= 5, "\n---\n".join(selects)
         assert len([s for s in selects if "revoked_tokens" not in s]) == 4, selects
         ledger_complete(response, 50)
         first, second, fifth = node(response, 0), node(response, 1), node(response, 5)
