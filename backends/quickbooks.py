@@ -1,5 +1,6 @@
-"""QuickBooks Online Accounting API, read side: the payments and invoices a webhook
-notification names (`GET /v3/company/{realmId}/{entity}/{id}?minorversion=N`).
+"""QuickBooks Online Accounting API, read side: the payments, invoices, refund receipts
+and credit memos a webhook notification names
+(`GET /v3/company/{realmId}/{entity}/{id}?minorversion=N`).
 
 One call per entity on the gateway's shared aiohttp session, with a connect and a total
 timeout (Intuit wants its webhook answered within 3 seconds). Failures are translated
@@ -44,6 +45,12 @@ class QuickBooksClient:
 
     async def invoice(self, realm: str, invoice_id: str) -> dict[str, Any]:
         return await self._read(realm, "invoice", invoice_id, "Invoice")
+
+    async def refund_receipt(self, realm: str, refund_id: str) -> dict[str, Any]:
+        return await self._read(realm, "refundreceipt", refund_id, "RefundReceipt")
+
+    async def credit_memo(self, realm: str, memo_id: str) -> dict[str, Any]:
+        return await self._read(realm, "creditmemo", memo_id, "CreditMemo")
 
     async def _read(self, realm: str, entity: str, entity_id: str, key: str) -> dict[str, Any]:
         where = f"QuickBooks {entity} {entity_id}"

@@ -1,5 +1,6 @@
 """QuickBooks Online's Accounting API on a loopback port, for the `quickbooks` webhook
-source: `GET /v3/company/{realmId}/payment/{id}` and `/invoice/{id}`, answered as
+source: `GET /v3/company/{realmId}/payment/{id}`, `/invoice/{id}`, `/refundreceipt/{id}`
+and `/creditmemo/{id}`, answered as
 Intuit answers them (`{"Payment": {...}, "time": ...}`, amounts as JSON numbers), with
 the bearer token checked and errors in Intuit's `Fault` shape.
 
@@ -24,7 +25,12 @@ from aiohttp import web
 from backends.fakes.loopback import loopback
 from ledger.program import QuickBooks
 
-ENTITIES = {"payment": "Payment", "invoice": "Invoice"}
+ENTITIES = {
+    "payment": "Payment",
+    "invoice": "Invoice",
+    "refundreceipt": "RefundReceipt",
+    "creditmemo": "CreditMemo",
+}
 _NUMBER = re.compile(r'"@decimal:([-0-9.E+]+)@"')
 
 
@@ -64,7 +70,8 @@ class FakeQuickBooks:
         return QuickBooks(**{"base_url": self.base, "token": self.token, **overrides})
 
     def add(self, realm: str, entity: str, value: dict[str, Any]) -> None:
-        """Store a Payment or Invoice object (its `Id` names it)."""
+        """Store a Payment, Invoice, RefundReceipt or CreditMemo (its `Id` names it) under
+        its path segment (`payment`, `invoice`, `refundreceipt`, `creditmemo`)."""
         self.entities[(realm, entity, str(value["Id"]))] = value
 
     async def _read(self, request: web.Request) -> web.Response:

@@ -14,11 +14,18 @@ For each created `Payment` the source reads the payment and every invoice it pay
 (`[quickbooks]`), and records a purchase for each invoice that is paid in full
 (`Balance` 0): member = the invoice's `CustomerRef`, order id = `{realmId}:{invoice Id}`,
 lines = its `SalesItemLineDetail` lines (`Qty` × `UnitPrice`, sku = `ItemRef`). An
-invoice still owing is left for the payment that settles it. Other entities and
+invoice still owing is left for the payment that settles it.
+
+For each created `RefundReceipt` or `CreditMemo` the source reads it and refunds, by
+amount, the one invoice it links (`LinkedTxn[]` of `TxnType` `Invoice`, or a credit
+memo's `InvoiceRef`): order id `{realmId}:{invoice Id}`, amount = the sum of its
+`SalesItemLineDetail` lines' `Amount` (before tax, as the purchase earned). The refund
+is kept by the ledger if the invoice has not earned yet. One that links no invoice, or
+several (its amount cannot be split), is ignored with the reason. Other entities and
 operations are ignored.
 
 One notification may name several entities: the delivery is applied atomically. Every
-payment and invoice is read first; if any read fails the answer is 503 and nothing is
+entity and invoice is read first; if any read fails the answer is 503 and nothing is
 written, and Intuit's retry applies the whole notification once. The dedupe key is the
 entities' ids and `lastUpdated` (the CloudEvents `id`s in that format).
 """
@@ -45,12 +52,13 @@ from backends.inbound import (
     text,
 )
 from backends.quickbooks import QuickBooksClient
-from ledger.commands import Command, MemberRef, RecordPurchase
+from ledger.commands import Command, MemberRef, RecordPurchase, RefundPurchase
 from ledger.rules import Line
 
 SIGNATURE_HEADER = "intuit-signature"
 MAX_ENTITIES = 100
 MAX_EVENT_ID = 200
+REFUNDS = {"refundreceipt": "RefundReceipt", "creditmemo": "CreditMemo"}
 
 
 def signature_of(token: str, body: bytes) -> str:
@@ -69,8 +77,17 @@ class Entity:
     stamp: str  # lastUpdated (legacy) or the CloudEvent's id
 
     @property
+    def is_created(self) -> bool:
+        return self.operation.lower() in {"create", "created"}
+
+    @property
     def is_created_payment(self) -> bool:
-        return self.name.lower() == "payment" and self.operation.lower() in {"create", "created"}
+        return self.is_created and self.name.lower() == "payment"
+
+    @property
+    def is_created_refund(self) -> bool:
+        """A created RefundReceipt or CreditMemo (`Refundreceipt` in CloudEvents)."""
+        return self.is_created and self.name.lower() in REFUNDS
 
 
 class QuickBooksOnline(WebhookSource):
@@ -95,9 +112,14 @@ class QuickBooksOnline(WebhookSource):
         return Identity(key, ",".join(names))
 
     async def parse(self, delivery: Delivery, identity: Identity) -> Parsed:
-        payments = [entity for entity in _entities(delivery) if entity.is_created_payment]
-        if not payments:
-            return Ignored(f"{identity.topic or 'nothing'}: no created Payment is named")
+        entities = _entities(delivery)
+        payments = [entity for entity in entities if entity.is_created_payment]
+        refunds = [entity for entity in entities if entity.is_created_refund]
+        if not payments and not refunds:
+            return Ignored(
+                f"{identity.topic or 'nothing'}: no created Payment, RefundReceipt"
+                " or CreditMemo is named"
+            )
         config = delivery.program.quickbooks
         if config is None or delivery.http is None:  # the program file requires it
             raise Unprocessable("the program has no [quickbooks] section to read payments")
@@ -113,9 +135,22 @@ class QuickBooksOnline(WebhookSource):
                     skipped.append(invoice_id)
                 else:
                     commands.append(purchase)
-        if not commands:
+        reasons: list[str] = []
+        if payments and not commands:  # only read when nothing applies
             owing = ", ".join(skipped) or "none"
-            return Ignored(f"no invoice is paid in full by these payments (invoices: {owing})")
+            reasons.append(f"no invoice is paid in full by these payments (invoices: {owing})")
+        for entity in refunds:
+            if entity.name.lower() == "refundreceipt":
+                value = await client.refund_receipt(entity.realm, entity.id)
+            else:
+                value = await client.credit_memo(entity.realm, entity.id)
+            refund = _refund(entity, value)
+            if isinstance(refund, str):
+                reasons.append(refund)
+            else:
+                commands.append(refund)
+        if not commands:
+            return Ignored("; ".join(reasons))
         return commands
 
 
@@ -219,6 +254,47 @@ def _line(line: dict[str, Any], where: str) -> Line:
         return Line(sku, None, 1, payloads.amount(line.get("Amount"), f"{where}.Amount"))
     unit = payloads.amount(detail["UnitPrice"], f"{where}.UnitPrice")
     return Line(sku, None, payloads.whole(quantity, f"{where}.Qty"), unit, Decimal(0))
+
+
+def _refund(entity: Entity, value: dict[str, Any]) -> RefundPurchase | str:
+    """The refund of the one invoice a RefundReceipt or CreditMemo links, or why not."""
+    label = REFUNDS[entity.name.lower()]
+    refund_id = text(value.get("Id"), f"{label}.Id")
+    where = f"{label} {refund_id}"
+    invoices = _invoices_linked(value, where)
+    if not invoices:
+        return f"{where} links no invoice"
+    if len(invoices) > 1:
+        return f"{where} links several invoices ({', '.join(invoices)}): its amount is not split"
+    amount = Decimal(0)
+    for index, line in enumerate(payloads.items(value.get("Line", []), f"{where}.Line")):
+        if line.get("DetailType") == "SalesItemLineDetail":
+            amount += payloads.amount(line.get("Amount"), f"{where}.Line.{index}.Amount")
+    if amount <= 0:
+        return f"{where} has no SalesItemLineDetail amount to refund"
+    return RefundPurchase(
+        f"{entity.realm}:{entity.name.lower()}:{refund_id}",
+        f"{entity.realm}:{invoices[0]}",
+        amount,
+        keep_until_purchase=True,
+    )
+
+
+def _invoices_linked(value: dict[str, Any], where: str) -> list[str]:
+    """The invoice ids of `LinkedTxn[]` (TxnType Invoice) and of a credit memo's
+    `InvoiceRef`, without repeats."""
+    invoices: list[str] = []
+    reference = value.get("InvoiceRef")
+    if isinstance(reference, dict) and reference.get("value") not in (None, ""):
+        invoices.append(text(reference["value"], f"{where}.InvoiceRef.value"))
+    for index, linked in enumerate(
+        payloads.items(value.get("LinkedTxn", []), f"{where}.LinkedTxn")
+    ):
+        if linked.get("TxnType") == "Invoice":
+            invoice_id = text(linked.get("TxnId"), f"{where}.LinkedTxn.{index}.TxnId")
+            if invoice_id not in invoices:
+                invoices.append(invoice_id)
+    return invoices
 
 
 SOURCE = QuickBooksOnline()

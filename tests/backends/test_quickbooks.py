@@ -5,7 +5,9 @@ verifier token, the payment and its invoices read from the fake QuickBooks Onlin
 The Payment and Invoice are Intuit's documented read responses
 (tests/samples/quickbooks/), with ids, `CustomerRef`, `Balance` and lines changed per
 test; notifications are the documented legacy envelope and the CloudEvents array,
-naming a `Payment` `Create` instead of the samples' Customer and Account.
+naming a `Payment` `Create` instead of the samples' Customer and Account. Refunds are
+Intuit's documented RefundReceipt and CreditMemo read responses with their `Id`, sales
+lines and link to the invoice (`LinkedTxn`, `InvoiceRef`) set per test.
 """
 
 from __future__ import annotations
@@ -88,6 +90,42 @@ def notification(*entities: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def refund(
+    kind: str,
+    refund_id: str,
+    *amounts: str,
+    linked: tuple[str, ...] = (),
+    invoice_ref: str | None = None,
+) -> dict[str, Any]:
+    """The documented RefundReceipt or CreditMemo, one sales line per amount, linking
+    `linked` invoices through `LinkedTxn` (and `invoice_ref` through `InvoiceRef`)."""
+    key = {"refundreceipt": "RefundReceipt", "creditmemo": "CreditMemo"}[kind]
+    value: dict[str, Any] = copy.deepcopy(sample(f"{kind}_read_response.json")[key])
+    template = value["Line"][0]
+    value["Id"] = refund_id
+    value["CustomerRef"] = {"name": "Sonnenschein Family Store", "value": "24"}
+    value["Line"] = [
+        {
+            **copy.deepcopy(template),
+            "Id": str(n),
+            "LineNum": n,
+            "Amount": Decimal(amount),
+            "SalesItemLineDetail": {
+                **template["SalesItemLineDetail"],
+                "Qty": 1,
+                "UnitPrice": Decimal(amount),
+            },
+        }
+        for n, amount in enumerate(amounts, start=1)
+    ]
+    value["TotalAmt"] = sum((Decimal(amount) for amount in amounts), Decimal(0))
+    if linked:
+        value["LinkedTxn"] = [{"TxnId": invoice_id, "TxnType": "Invoice"} for invoice_id in linked]
+    if invoice_ref is not None:
+        value["InvoiceRef"] = {"value": invoice_ref}
+    return value
+
+
 async def send(gw: Gateway, payload: Any, token: str = TOKEN) -> Answer:
     body = json.dumps(payload).encode()
     headers = {"intuit-signature": signature_of(token, body), "Content-Type": "application/json"}
@@ -154,7 +192,7 @@ async def test_an_invoice_still_owing_and_other_entities_are_ignored(
     assert (others.status, others.body["outcome"], others.body["reason"]) == (
         200,
         "IGNORED",
-        "Customer.Create,Vendor.Create: no created Payment is named",
+        "Customer.Create,Vendor.Create: no created Payment, RefundReceipt or CreditMemo is named",
     )
     updated = await send(gw, notification(entity("163", operation="Update")))
     assert (updated.status, updated.body["outcome"]) == (200, "IGNORED")
@@ -254,6 +292,125 @@ async def test_a_malformed_notification_is_422(gw: Gateway) -> None:
         422,
         "eventNotifications.0.dataChangeEvent.entities must be a list",
     )
+
+
+async def test_a_partial_then_a_full_refund_reverse_exact_points(
+    gw: Gateway, qbo: FakeQuickBooks
+) -> None:
+    qbo.add(REALM, "invoice", invoice("130"))
+    qbo.add(REALM, "payment", payment("163", "130"))
+    assert (await send(gw, notification(entity("163")))).body["outcome"] == "APPLIED"
+    assert await points(gw, "24") == Points(available=0, pending=335)
+
+    # A refund receipt of 60 + 40 of the 335.25 of sales lines: floor(335 × 100 / 335.25)
+    # = 99 points back.
+    qbo.add(
+        REALM, "refundreceipt", refund("refundreceipt", "170", "60.00", "40.00", linked=("130",))
+    )
+    partial = notification(entity("170", name="RefundReceipt"))
+    answer = await send(gw, partial)
+    assert (answer.status, answer.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "24") == Points(available=0, pending=236)
+    assert qbo.requests[-1] == f"/v3/company/{REALM}/refundreceipt/170?minorversion=75"
+
+    again = await send(gw, partial)
+    assert (again.status, again.body["repeat"]) == (200, True)
+    assert await points(gw, "24") == Points(available=0, pending=236)
+
+    # The rest as a credit memo naming the invoice by InvoiceRef, in CloudEvents.
+    qbo.add(REALM, "creditmemo", refund("creditmemo", "171", "235.25", invoice_ref="130"))
+    event = {
+        **sample("notification_cloudevents.json")[0],
+        "type": "qbo.creditmemo.created.v1",
+        "intuitentityid": "171",
+        "intuitaccountid": REALM,
+    }
+    full = await send(gw, [event])
+    assert (full.status, full.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "24") == Points(available=0, pending=0)
+    assert qbo.requests[-1] == f"/v3/company/{REALM}/creditmemo/171?minorversion=75"
+    assert (await counts(gw)).orders == 1
+    rows = [(row.topic, row.outcome) for row in await inbound_deliveries(gw)]
+    assert sorted(rows) == [
+        ("Creditmemo.created", "APPLIED"),
+        ("Payment.Create", "APPLIED"),
+        ("RefundReceipt.Create", "APPLIED"),
+    ]
+
+
+async def test_a_refund_before_the_payment_is_kept_until_the_invoice_earns(
+    gw: Gateway, qbo: FakeQuickBooks
+) -> None:
+    qbo.add(REALM, "creditmemo", refund("creditmemo", "171", "100.00", linked=("130",)))
+    early = await send(gw, notification(entity("171", name="CreditMemo")))
+    assert (early.status, early.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "24") is None  # kept by the ledger, no member yet
+    qbo.add(REALM, "invoice", invoice("130"))
+    qbo.add(REALM, "payment", payment("163", "130"))
+    assert (await send(gw, notification(entity("163")))).body["outcome"] == "APPLIED"
+    assert await points(gw, "24") == Points(available=0, pending=236)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (
+            lambda: sample("refundreceipt_read_response.json")["RefundReceipt"],
+            "RefundReceipt 66 links no invoice",
+        ),
+        (
+            lambda: refund("refundreceipt", "66", "20.00", linked=("130", "131")),
+            "RefundReceipt 66 links several invoices (130, 131): its amount is not split",
+        ),
+    ],
+    ids=["no-invoice", "several-invoices"],
+)
+async def test_a_refund_of_no_single_invoice_is_ignored(
+    gw: Gateway, qbo: FakeQuickBooks, value: Any, reason: str
+) -> None:
+    qbo.add(REALM, "invoice", invoice("130"))
+    qbo.add(REALM, "payment", payment("163", "130"))
+    await send(gw, notification(entity("163")))
+    before = await counts(gw)
+    qbo.add(REALM, "refundreceipt", value())
+    answer = await send(gw, notification(entity("66", name="RefundReceipt")))
+    assert (answer.status, answer.body["outcome"], answer.body["reason"]) == (
+        200,
+        "IGNORED",
+        reason,
+    )
+    assert await points(gw, "24") == Points(available=0, pending=335)
+    assert (await counts(gw)).entries == before.entries
+
+
+async def test_an_outage_during_a_refund_is_503_and_the_retry_applies_once(
+    gw: Gateway, qbo: FakeQuickBooks
+) -> None:
+    qbo.add(REALM, "invoice", invoice("130"))
+    qbo.add(REALM, "payment", payment("163", "130"))
+    await send(gw, notification(entity("163")))
+    qbo.add(REALM, "refundreceipt", refund("refundreceipt", "170", "100.00", linked=("130",)))
+    partial = notification(entity("170", name="RefundReceipt"))
+    before = await counts(gw)
+
+    qbo.status = 503
+    down = await send(gw, partial)
+    assert (down.status, down.body["error"], down.body["reason"]) == (
+        503,
+        "SERVICE_UNAVAILABLE",
+        "QuickBooks refundreceipt 170: QuickBooks answered 503",
+    )
+    assert await counts(gw) == before
+    assert await points(gw, "24") == Points(available=0, pending=335)
+
+    qbo.status = None
+    back = await send(gw, partial)
+    assert (back.status, back.body["outcome"]) == (200, "APPLIED")
+    assert await points(gw, "24") == Points(available=0, pending=236)
+    assert (await send(gw, partial)).body["repeat"] is True
+    assert await points(gw, "24") == Points(available=0, pending=236)
+    row = [row for row in await inbound_deliveries(gw) if row.topic == "RefundReceipt.Create"]
+    assert [attempt["status"] for attempt in row[0].attempt_log] == [503, 200, 200]
 
 
 def _reserialized(body: bytes) -> bytes:
