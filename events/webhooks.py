@@ -20,6 +20,12 @@ holds one `v1,` signature per secret of the endpoint (rotation).
 Each endpoint has at most `concurrency` attempts in flight in a process, and every call
 has a connect and a total timeout, so a slow or dead endpoint holds only its own slots:
 other endpoints and ledger writes never wait for it.
+
+Claims, sends and records overlap: an endpoint's next batch is claimed while the current
+one goes out (up to `AHEAD` batches held, fewer for an endpoint whose pace would keep
+them queued past half the lease margin), and attempts are recorded in one transaction
+per `RECORD_BATCH` or `RECORD_WINDOW`, whichever comes first, after any claim under way.
+A delivery is done only once its attempt is recorded; until then its lease holds it.
 """
 
 from __future__ import annotations
@@ -39,7 +45,6 @@ from typing import Any, Protocol
 import aiohttp
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
@@ -210,10 +215,6 @@ class WebhookDispatcher:
         self._claiming = 0  # claims under way: the recorder waits for them (they feed sends)
         self._no_claims = asyncio.Event()
         self._no_claims.set()
-        # SQLite takes one writer at a time: the dispatcher's own writes queue here.
-        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if database.is_sqlite else contextlib.nullcontext()
-        )
         self._progress = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -349,7 +350,7 @@ class WebhookDispatcher:
             disabled = await deliveries_repository.disabled_endpoints(session) if due else set()
         for key in due:
             if key in disabled:
-                async with self._write() as session:
+                async with self.database.transaction() as session:
                     await deliveries_repository.disable_endpoint(
                         session, key[0], key[1], now, "disabled"
                     )
@@ -372,14 +373,6 @@ class WebhookDispatcher:
         while endpoint.queue and endpoint.workers < self.concurrency:
             endpoint.workers += 1
             self._spawn(self._work(endpoint), _WORKER)
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction of the dispatcher. On SQLite its claims and records take
-        turns here, each woken as soon as the one before commits, rather than waiting
-        for the write lock in SQLite's busy handler, which sleeps between tries."""
-        async with self._write_turn, self.database.transaction() as session:
-            yield session
 
     def _target(self, endpoint: _Endpoint) -> int:
         """How many deliveries the endpoint holds claimed at most: `AHEAD` batches when
@@ -406,7 +399,7 @@ class WebhookDispatcher:
     async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
         lease = secrets.token_hex(16)
         claimed_at = time.monotonic()
-        async with self._write() as session:
+        async with self.database.transaction() as session:
             rows = await deliveries_repository.claim_due(
                 session,
                 endpoint.program_id,
@@ -564,7 +557,7 @@ class WebhookDispatcher:
             )
         latency = {claimed.delivery_id: attempt.latency_ms for claimed, attempt in results}
         program_of = {claimed.delivery_id: claimed for claimed, _ in results}
-        async with self._write() as session:
+        async with self.database.transaction() as session:
             recorded = await deliveries_repository.record_attempts(
                 session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
             )
