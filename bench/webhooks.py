@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -86,15 +87,18 @@ def _program(url: str) -> Any:
     )
 
 
-async def main() -> None:
+async def main(database_url: str | None = None) -> None:
+    """The run on a fresh SQLite file, or on `database_url` (an empty migrated ledger,
+    e.g. PostgreSQL: `python -m bench.webhooks postgresql+asyncpg://...`)."""
     receiver = _Receiver()
     runner, url = await _serve(receiver)
     program = _program(url)
     now = datetime(2026, 6, 1, 12, tzinfo=UTC)
     try:
         with tempfile.TemporaryDirectory() as directory:
-            database_url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
-            await upgrade_async(database_url)
+            if database_url is None:
+                database_url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
+                await upgrade_async(database_url)
             database = Database(database_url)
             service = LoyaltyService({program.id: program}, clock=lambda: now)
             async with database.transaction() as session:
@@ -118,10 +122,11 @@ async def main() -> None:
     finally:
         await runner.cleanup()
     rate, floor = DELIVERIES / dispatched, DELIVERIES / bare
+    kind = "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"
     print(f"floor: bare aiohttp POST loop, {CONCURRENCY} in flight = {floor:.0f} requests/s")
     print(
         f"{'webhook deliveries':<24} {rate / floor:6.2f} × floor   ({rate:.0f} deliveries/s, "
-        "SQLite, signed, each attempt recorded)"
+        f"{kind}, signed, each attempt recorded)"
     )
     p50 = statistics.median(latencies)
     p99 = statistics.quantiles(latencies, n=100)[98]
@@ -155,3 +160,7 @@ async def _commit_to_attempt(database: Database, program: Any, receiver: _Receiv
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -20,6 +20,12 @@ holds one `v1,` signature per secret of the endpoint (rotation).
 Each endpoint has at most `concurrency` attempts in flight in a process, and every call
 has a connect and a total timeout, so a slow or dead endpoint holds only its own slots:
 other endpoints and ledger writes never wait for it.
+
+Claims, sends and records overlap: an endpoint's next batch is claimed while the current
+one goes out (up to `AHEAD` batches held, fewer for an endpoint whose pace would keep
+them queued past half the lease margin), and attempts are recorded in one transaction
+per `RECORD_BATCH` or `RECORD_WINDOW`, whichever comes first, after any claim under way.
+A delivery is done only once its attempt is recorded; until then its lease holds it.
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ log = logging.getLogger("loyalty.webhooks")
 
 CONCURRENCY = 4  # attempts in flight per endpoint, per process
 BATCH = 200  # deliveries claimed per endpoint at a time, at most
-RECORD_BATCH = 50  # attempts recorded in one transaction, when that many come quickly
-RECORD_WINDOW = 0.005  # seconds the recorder waits for more attempts to finish
+AHEAD = 3  # batches an endpoint holds claimed at most, so the next claim overlaps sending
+RECORD_BATCH = 200  # attempts recorded in one transaction, when that many come quickly
+RECORD_WINDOW = 0.02  # seconds the recorder waits for more attempts to finish
 CONNECT_TIMEOUT = 5.0  # seconds to open the connection (and TLS)
 TIMEOUT = 10.0  # seconds for the whole call
 # A lease lasts the timeout and this margin; a claimed delivery still waiting in the
@@ -115,9 +122,18 @@ def signature_header(
     endpoint: OutgoingWebhook, message_id: str, timestamp: datetime, body: str
 ) -> str:
     """One `v1,<base64>` signature per secret of the endpoint, separated by spaces."""
-    return " ".join(
-        Webhook(secret).sign(message_id, timestamp, body) for secret in endpoint.signing_secrets
-    )
+    return _signature(signers(endpoint), message_id, timestamp, body)
+
+
+def signers(endpoint: OutgoingWebhook) -> tuple[Webhook, ...]:
+    """One signer per secret of the endpoint, made once (each decodes its secret)."""
+    return tuple(Webhook(secret) for secret in endpoint.signing_secrets)
+
+
+def _signature(
+    signing: tuple[Webhook, ...], message_id: str, timestamp: datetime, body: str
+) -> str:
+    return " ".join(signer.sign(message_id, timestamp, body) for signer in signing)
 
 
 def connector(allow_private: bool) -> aiohttp.TCPConnector:
@@ -142,8 +158,13 @@ class _Endpoint:
 
     program_id: str
     hook: OutgoingWebhook
+    signers: tuple[Webhook, ...]
+    refused: bool  # the URL names a refused address literally
     queue: deque[_Claimed] = field(default_factory=deque)
     workers: int = 0
+    latency: float | None = None  # seconds per attempt, a moving average
+    refill_asked: bool = False
+    drained: bool = False  # the last claim found fewer than it asked for: wait for a scan
 
 
 class WebhookDispatcher:
@@ -175,13 +196,25 @@ class WebhookDispatcher:
         self.observer = observer
         self.wake = asyncio.Event()
         self._endpoints = {
-            (program.id, hook.url): _Endpoint(program.id, hook)
+            (program.id, hook.url): _Endpoint(
+                program.id,
+                hook,
+                signers(hook),
+                not allow_private and webhook_guard.refused_literal(hook.url),
+            )
             for program in programs.values()
             for hook in program.webhooks
         }
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: list[tuple[_Claimed, Attempt]] = []
         self._recording = False
+        # Look for due endpoints (one read) on the next `_fill`: at the start, after a
+        # commit that wrote deliveries, when a queue ran dry, and every `interval`; in
+        # between, an endpoint whose queue runs low is only refilled (one claim).
+        self._scan = True
+        self._claiming = 0  # claims under way: the recorder waits for them (they feed sends)
+        self._no_claims = asyncio.Event()
+        self._no_claims.set()
         self._progress = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -203,6 +236,7 @@ class WebhookDispatcher:
         attempts; a delivery that fails is due again later, not in this run."""
         report = self._report = DispatchReport()
         self._now = now
+        self._scan = True
         async with self._http():
             try:
                 while True:
@@ -247,14 +281,17 @@ class WebhookDispatcher:
 
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(_WROTE_DELIVERY, False):
+            self._scan = True
             self.wake.set()
 
     async def _run_forever(self) -> None:
         self._session = self._new_session()
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self.interval):
                     await self.wake.wait()
+            except TimeoutError:
+                self._scan = True
             self.wake.clear()
             try:
                 await self._fill(self.clock())
@@ -298,9 +335,16 @@ class WebhookDispatcher:
 
     async def _fill(self, now: datetime) -> None:
         """Claim due deliveries for every endpoint with room in its queue, and start
-        workers on each queue, up to the endpoint's concurrency."""
+        workers on each queue, up to the endpoint's concurrency. Between scans, only
+        the endpoints that asked for more are refilled."""
         if not self._endpoints:
             return
+        if not self._scan:
+            for endpoint in self._endpoints.values():
+                if endpoint.refill_asked:
+                    await self._refill(endpoint, now)
+            return
+        self._scan = False
         async with self.database.reading() as session:
             due = await deliveries_repository.due_endpoints(session, now)
             disabled = await deliveries_repository.disabled_endpoints(session) if due else set()
@@ -311,15 +355,46 @@ class WebhookDispatcher:
                         session, key[0], key[1], now, "disabled"
                     )
                 continue
-            endpoint = self._endpoints.get(key)
-            if endpoint is None:
+            found = self._endpoints.get(key)
+            if found is None:
                 continue  # an endpoint no longer in the program file waits for it to return
-            if len(endpoint.queue) <= self.batch // 2:  # claim in batches, not row by row
-                room = self.batch - len(endpoint.queue) - endpoint.workers
-                endpoint.queue.extend(await self._claim(endpoint, now, room))
-            while endpoint.queue and endpoint.workers < self.concurrency:
-                endpoint.workers += 1
-                self._spawn(self._work(endpoint), _WORKER)
+            found.drained = False
+            await self._refill(found, now)
+
+    async def _refill(self, endpoint: _Endpoint, now: datetime) -> None:
+        target = self._target(endpoint)
+        if len(endpoint.queue) <= target // 2:  # claim in batches, not row by row
+            room = min(self.batch, target - len(endpoint.queue) - endpoint.workers)
+            if room > 0:
+                claimed = await self._claim_first(endpoint, now, room)
+                endpoint.queue.extend(claimed)
+                endpoint.drained = len(claimed) < room
+            endpoint.refill_asked = False
+        while endpoint.queue and endpoint.workers < self.concurrency:
+            endpoint.workers += 1
+            self._spawn(self._work(endpoint), _WORKER)
+
+    def _target(self, endpoint: _Endpoint) -> int:
+        """How many deliveries the endpoint holds claimed at most: `AHEAD` batches when
+        it answers fast, so that the next claim is made while the current one goes
+        out; fewer when, at its pace, they would wait in the queue past half the lease
+        margin (one batch until its pace is known)."""
+        if endpoint.latency is None:
+            return self.batch
+        in_time = self.concurrency * LEASE_MARGIN.total_seconds() / 2 / endpoint.latency
+        return max(self.concurrency, min(AHEAD * self.batch, int(in_time)))
+
+    async def _claim_first(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
+        """`_claim`, ahead of the recorder: a claim keeps the sends going, while an
+        attempt waiting to be recorded only waits."""
+        self._claiming += 1
+        self._no_claims.clear()
+        try:
+            return await self._claim(endpoint, now, limit)
+        finally:
+            self._claiming -= 1
+            if not self._claiming:
+                self._no_claims.set()
 
     async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
         lease = secrets.token_hex(16)
@@ -337,41 +412,28 @@ class WebhookDispatcher:
             )
             if not rows:
                 return []
-            events = await deliveries_repository.events_by_ids(
-                session, [row.outbox_id for row in rows if row.outbox_id is not None]
-            )
-            members = await deliveries_repository.members_by_ids(
-                session, [e.member_id for e in events.values() if e.member_id is not None]
-            )
             sequences = await deliveries_repository.member_sequences(
                 session,
-                [events[row.outbox_id] for row in rows if row.sequence is None and row.outbox_id],
+                [(row.member_id, row.event_id) for row in rows if row.sequence is None],
                 SEQUENCED_TYPES,
             )
-            claimed = []
-            for row in rows:
-                outbox_event = events[row.outbox_id] if row.outbox_id is not None else None
-                if outbox_event is None:
-                    continue  # an outbound delivery always names its event
-                sequence = row.sequence or sequences.get(outbox_event.id)
-                member = members.get(outbox_event.member_id or 0)
-                body = json.dumps(
-                    webhooks.payload(row, outbox_event, member, sequence or 0),
-                    separators=(",", ":"),
+        claimed = []
+        for row in rows:
+            sequence = row.sequence or sequences.get(row.event_id) or 0
+            body = json.dumps(webhooks.claimed_payload(row, sequence), separators=(",", ":"))
+            claimed.append(
+                _Claimed(
+                    row.id,
+                    endpoint.program_id,
+                    endpoint.hook,
+                    webhooks.message_id(row),
+                    body,
+                    sequence,
+                    row.attempts,
+                    lease,
+                    claimed_at,
                 )
-                claimed.append(
-                    _Claimed(
-                        row.id,
-                        endpoint.program_id,
-                        endpoint.hook,
-                        webhooks.message_id(row),
-                        body,
-                        sequence or 0,
-                        row.attempts,
-                        lease,
-                        claimed_at,
-                    )
-                )
+            )
         return claimed
 
     async def _work(self, endpoint: _Endpoint) -> None:
@@ -383,17 +445,29 @@ class WebhookDispatcher:
                 claimed = endpoint.queue.popleft()
                 if time.monotonic() - claimed.claimed_at > LEASE_MARGIN.total_seconds():
                     continue
-                if len(endpoint.queue) == self.batch // 2:
+                if self._runs_low(endpoint):
+                    endpoint.refill_asked = True
                     self.wake.set()  # claim the next ones while these go out
                     self._progress.set()
-                attempt = await self._attempt(claimed)
+                started = time.monotonic()
+                attempt = await self._attempt(endpoint, claimed)
+                took = max(time.monotonic() - started, 1e-4)
+                average = endpoint.latency
+                endpoint.latency = took if average is None else 0.8 * average + 0.2 * took
                 self._results.append((claimed, attempt))
                 if not self._recording:
                     self._recording = True
                     self._spawn(self._record_results(), "webhook-recorder")
         finally:
             endpoint.workers -= 1
+            self._scan = True
             self.wake.set()
+
+    def _runs_low(self, endpoint: _Endpoint) -> bool:
+        """Whether to ask for the endpoint's next batch now, while these go out."""
+        if endpoint.refill_asked or endpoint.drained:
+            return False
+        return len(endpoint.queue) <= self._target(endpoint) // 2
 
     async def _record_results(self) -> None:
         """Record every attempt made so far in one transaction, until none is left."""
@@ -404,7 +478,8 @@ class WebhookDispatcher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(RECORD_WINDOW):
                         while len(self._results) < RECORD_BATCH and self._busy_workers():  # noqa: ASYNC110
-                            await asyncio.sleep(RECORD_WINDOW / 5)
+                            await asyncio.sleep(RECORD_WINDOW / 10)
+                await self._no_claims.wait()
                 results, self._results = self._results, []
                 try:
                     await self._record(results, self._now or self.clock())
@@ -418,10 +493,10 @@ class WebhookDispatcher:
     def _busy_workers(self) -> bool:
         return any(endpoint.workers for endpoint in self._endpoints.values())
 
-    async def _attempt(self, claimed: _Claimed) -> Attempt:
+    async def _attempt(self, endpoint: _Endpoint, claimed: _Claimed) -> Attempt:
         """One signed POST; never raises for what the endpoint or the network does."""
         url = claimed.endpoint.url
-        if not self.allow_private and webhook_guard.refused_literal(url):
+        if endpoint.refused:
             return Attempt(None, None, error="private address refused", refused=True)
         assert self._session is not None
         sent = datetime.now(UTC)  # the receiver checks this against its own clock
@@ -429,8 +504,8 @@ class WebhookDispatcher:
             "Content-Type": "application/json",
             "webhook-id": claimed.message_id,
             "webhook-timestamp": str(int(sent.timestamp())),
-            "webhook-signature": signature_header(
-                claimed.endpoint, claimed.message_id, sent, claimed.body
+            "webhook-signature": _signature(
+                endpoint.signers, claimed.message_id, sent, claimed.body
             ),
         }
         started = time.perf_counter()

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
@@ -25,6 +25,8 @@ from ledger.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
 _FAILED = (
     DeliveryOutcome.DEAD,
@@ -115,6 +117,22 @@ async def enable_endpoint(session: AsyncSession, program_id: str, url: str) -> N
     )
 
 
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery with what its payload needs: its event and the event's member."""
+
+    id: int
+    program_id: str
+    topic: str
+    attempts: int
+    sequence: int | None
+    event_id: int
+    event_payload: dict[str, Any]
+    event_created_at: datetime
+    member_id: int | None
+    customer_id: str | None  # None without a member, or when the member was forgotten
+
+
 async def claim_due(
     session: AsyncSession,
     program_id: str,
@@ -125,28 +143,67 @@ async def claim_due(
     lease: str,
     lease_until: datetime,
     skip_locked: bool,
-) -> list[WebhookDelivery]:
+) -> list[DueDelivery]:
     """Up to `limit` deliveries to one endpoint due at `now`, oldest due first, leased to
-    `lease` until `lease_until`."""
+    `lease` until `lease_until`; none while the endpoint is disabled. One statement reads
+    them with their events and members, one sets the lease on them all."""
     claim = (
-        select(WebhookDelivery)
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.program_id,
+            WebhookDelivery.topic,
+            WebhookDelivery.attempts,
+            WebhookDelivery.sequence,
+            OutboxEvent.id,
+            OutboxEvent.payload,
+            OutboxEvent.created_at,
+            OutboxEvent.member_id,
+            Member.customer_id,
+            Member.forgotten_at,
+        )
+        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
+        .outerjoin(Member, Member.id == OutboxEvent.member_id)
         .where(
             WebhookDelivery.direction == DeliveryDirection.OUT,
             WebhookDelivery.outcome == DeliveryOutcome.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             WebhookDelivery.program_id == program_id,
             WebhookDelivery.endpoint == url,
+            ~select(WebhookEndpoint.url)
+            .where(
+                WebhookEndpoint.program_id == program_id,
+                WebhookEndpoint.url == url,
+                WebhookEndpoint.disabled_at.is_not(None),
+            )
+            .exists(),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
     )
     if skip_locked:
-        claim = claim.with_for_update(skip_locked=True)
-    rows = list((await session.scalars(claim)).all())
-    for row in rows:
-        row.lease = lease
-        row.next_attempt_at = lease_until
-    await session.flush()
+        claim = claim.with_for_update(of=WebhookDelivery, skip_locked=True)
+    rows = [
+        DueDelivery(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9] if row[10] is None else None,
+        )
+        for row in (await session.execute(claim)).all()
+    ]
+    if rows:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([row.id for row in rows]))
+            .values(lease=lease, next_attempt_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
     return rows
 
 
@@ -175,15 +232,16 @@ async def members_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int,
 
 
 async def member_sequences(
-    session: AsyncSession, events: Sequence[OutboxEvent], types: Sequence[str]
+    session: AsyncSession, events: Sequence[tuple[int | None, int]], types: Sequence[str]
 ) -> dict[int, int]:
     """Each event's sequence number: how many of its member's events of `types` the
     outbox holds up to it (a member's writes are serialized by its account lock, so its
-    events' ids follow their commit order). Two statements per member."""
+    events' ids follow their commit order). `events`: (member id, event id) pairs. Two
+    statements per member."""
     by_member: dict[int, list[int]] = {}
-    for outbox_event in events:
-        if outbox_event.member_id is not None:
-            by_member.setdefault(outbox_event.member_id, []).append(outbox_event.id)
+    for member_id, event_id in events:
+        if member_id is not None:
+            by_member.setdefault(member_id, []).append(event_id)
     sequences: dict[int, int] = {}
     for member_id, ids in by_member.items():
         of_member = (OutboxEvent.member_id == member_id, OutboxEvent.type.in_(types))
@@ -218,32 +276,52 @@ async def record_attempts(
 ) -> list[AttemptRecord]:
     """Record attempts of deliveries still leased to the dispatcher that made them; the
     ones recorded (a lease is lost when it ran out and another dispatcher took the
-    delivery, or when an operator retried it meanwhile)."""
+    delivery, or when an operator retried it meanwhile). The rows are locked, read and
+    then written by one statement run once per row (executemany), not through the ORM."""
     by_id = {record.delivery_id: record for record in records}
-    rows = await session.scalars(
-        select(WebhookDelivery)
+    current = await session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.lease, WebhookDelivery.attempt_log)
         .where(WebhookDelivery.id.in_(list(by_id)))
         .order_by(WebhookDelivery.id)
         .with_for_update()
     )
-    recorded = []
-    for row in rows:
-        record = by_id[row.id]
-        if row.lease != record.lease:
+    recorded, changes = [], []
+    for delivery_id, lease, attempt_log in current.all():
+        record = by_id[delivery_id]
+        if lease != record.lease:
             continue
-        row.attempts += 1
-        row.attempt_log = [*row.attempt_log, record.attempt][-log_limit:]
-        row.outcome = record.outcome
-        row.next_attempt_at = record.next_attempt_at
-        row.last_status = record.status
-        row.lease = None
-        if record.sequence is not None:
-            row.sequence = record.sequence
-        row.updated_at = at
+        changes.append(
+            {
+                "b_id": delivery_id,
+                "b_lease": lease,
+                "b_log": [*attempt_log, record.attempt][-log_limit:],
+                "b_outcome": record.outcome,
+                "b_next": record.next_attempt_at,
+                "b_status": record.status,
+                "b_sequence": record.sequence,
+            }
+        )
         recorded.append(record)
-    await session.flush()
+    if changes:
+        table = _DELIVERIES
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.lease == bindparam("b_lease"))
+            .values(
+                attempts=table.c.attempts + 1,
+                attempt_log=bindparam("b_log", type_=table.c.attempt_log.type),
+                outcome=bindparam("b_outcome", type_=table.c.outcome.type),
+                next_attempt_at=bindparam("b_next", type_=table.c.next_attempt_at.type),
+                last_status=bindparam("b_status", type_=table.c.last_status.type),
+                lease=None,
+                sequence=func.coalesce(
+                    bindparam("b_sequence", type_=table.c.sequence.type), table.c.sequence
+                ),
+                updated_at=at,
+            ),
+            changes,
+        )
     return recorded
-    return True
 
 
 # -- inbound deliveries (a platform's webhooks to the gateway) --------------------------

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import deliveries_repository
 from ledger.commands import Outcome, RetryWebhookDelivery
+from ledger.deliveries_repository import DueDelivery
 from ledger.errors import InvalidState, LedgerError
 from ledger.models import (
     DeliveryDirection,
@@ -103,7 +104,7 @@ def fan_out(session: AsyncSession, program: Program, event: OutboxEvent, now: da
         )
 
 
-def message_id(delivery: WebhookDelivery) -> str:
+def message_id(delivery: WebhookDelivery | DueDelivery) -> str:
     """The `webhook-id`: one per (event, endpoint), the same on every attempt."""
     return f"msg_{delivery.program_id}_{delivery.id}"
 
@@ -114,13 +115,38 @@ def payload(
     """`{"type", "timestamp", "data"}`: the event as the outbox holds it (erased when the
     member was forgotten), with the member's customerId and its sequence number."""
     customer_id = None if member is None or member.forgotten_at is not None else member.customer_id
+    return _payload(
+        delivery.topic, event.id, event.payload, event.created_at, customer_id, sequence
+    )
+
+
+def claimed_payload(delivery: DueDelivery, sequence: int) -> dict[str, Any]:
+    """`payload` of a delivery as the dispatcher claims it."""
+    return _payload(
+        delivery.topic,
+        delivery.event_id,
+        delivery.event_payload,
+        delivery.event_created_at,
+        delivery.customer_id,
+        sequence,
+    )
+
+
+def _payload(
+    topic: str,
+    event_id: int,
+    event_payload: dict[str, Any],
+    created_at: datetime,
+    customer_id: str | None,
+    sequence: int,
+) -> dict[str, Any]:
     data = {
-        **event.payload,
-        "eventId": str(event.id),
+        **event_payload,
+        "eventId": str(event_id),
         "customerId": customer_id,
         "sequence": sequence,
     }
-    return {"type": delivery.topic, "timestamp": _iso(event.created_at), "data": data}
+    return {"type": topic, "timestamp": _iso(created_at), "data": data}
 
 
 def _iso(moment: datetime) -> str:

@@ -3,6 +3,7 @@ and retried by the operations the GraphQL layer calls."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -194,3 +195,41 @@ def test_rotation_signs_with_every_secret_once() -> None:
     with pytest.raises(ProgramFileError) as caught:
         make_program(webhooks=[{"url": "https://a.example/", "secret": SECRET}] * 2)
     assert caught.value.key == "webhooks"
+
+
+async def test_a_claim_leases_due_deliveries_with_their_payload_and_none_of_a_disabled_endpoint(
+    database: Database, hooked: LoyaltyService, clock: Clock
+) -> None:
+    url = "https://a.example/hook"
+    member = await enroll(database, hooked, "c-1")  # member.enrolled + points.earned to a
+    rows = await _deliveries(database)
+    until = clock.now + timedelta(seconds=15)
+    async with database.transaction() as session:
+        claimed = await deliveries_repository.claim_due(
+            session, "test", url, clock.now, 10, lease="L1", lease_until=until, skip_locked=False
+        )
+    assert [(c.id, c.topic, c.attempts, c.customer_id) for c in claimed] == [
+        (rows[0].id, "member.enrolled", 0, "c-1"),
+        (rows[1].id, "points.earned", 0, "c-1"),
+    ]
+    assert [c.event_id for c in claimed] == [rows[0].outbox_id, rows[1].outbox_id]
+    assert {c.member_id for c in claimed} == {member}
+    leased = await _deliveries(database)
+    assert [(row.lease, row.next_attempt_at) for row in leased] == [("L1", until)] * 2
+    # Leased: not due again before the lease runs out.
+    async with database.transaction() as session:
+        again = await deliveries_repository.claim_due(
+            session, "test", url, clock.now, 10, lease="L2", lease_until=until, skip_locked=False
+        )
+        assert again == []
+        await deliveries_repository.disable_endpoint(session, "test", url, clock.now, "410 Gone")
+    # A change after the endpoint was disabled writes a pending delivery, never claimed.
+    await run(database, hooked, AdjustPoints("adj-1", MemberRef(id=member), 5, "goodwill"))
+    written = (await _deliveries(database))[-1]
+    assert (written.topic, written.outcome) == ("points.adjusted", DeliveryOutcome.PENDING)
+    async with database.transaction() as session:
+        none = await deliveries_repository.claim_due(
+            session, "test", url, clock.now, 10, lease="L3", lease_until=until, skip_locked=False
+        )
+    assert none == []
+    assert (await _deliveries(database))[-1].lease is None
