@@ -29,6 +29,7 @@ from ledger.models import (
 )
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.receiver import SECRET, Receiver, receiving
+from tests.support.rows import BACKGROUND_COLUMNS
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -244,8 +245,7 @@ async def snapshot(gw: Gateway) -> dict[str, list[tuple[Any, ...]]]:
     async with gw.database.reading() as session:
         for model in TABLES:
             table: Any = model.__table__
-            # When the relay publishes a row is its business, not a change to the ledger.
-            columns = [c for c in table.c if c.name != "published_at"]
+            columns = [c for c in table.c if (table.name, c.name) not in BACKGROUND_COLUMNS]
             query = select(*columns)
             if "program_id" in table.c:
                 query = query.where(table.c.program_id == "test")
