@@ -267,3 +267,33 @@ async def test_a_refund_racing_its_purchase_is_applied_exactly_once(gw: Gateway)
         )
     # Each order: 50 points, less floor(50 × 10 / 50) = 10 for its refund.
     assert await points(gw, "ada") == Points(available=0, pending=5 * 40)
+
+
+INBOUND = """query($failed: Boolean) {
+  webhookDeliveries(first: 10, direction: IN, failedOnly: $failed) { edges { node {
+    direction source eventId topic outcome attemptCount attempts { httpStatus }
+  } } } }"""
+
+
+async def test_inbound_deliveries_are_listed_over_graphql_with_their_outcomes(
+    gw: Gateway,
+) -> None:
+    assert (await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")).status == 200
+    assert (await send_event(gw, "purchase.completed", purchase_data("o-1"), "msg_1")).status == 200
+    never = purchase_data("o-2", currency="EUR")  # the program counts in USD
+    assert (await send_event(gw, "purchase.completed", never, "msg_2")).status == 422
+    assert (await send_event(gw, "member.updated", {}, "msg_3")).status == 200
+    token = await gw.token()
+
+    listed = await gw.graphql(INBOUND, {"failed": False}, token)
+    nodes = [edge["node"] for edge in listed.data["webhookDeliveries"]["edges"]]
+    assert [(n["eventId"], n["outcome"], n["attemptCount"]) for n in nodes] == [
+        ("msg_3", "IGNORED", 1),
+        ("msg_2", "REJECTED", 1),
+        ("msg_1", "APPLIED", 2),
+    ]
+    assert {(n["direction"], n["source"]) for n in nodes} == {("IN", "events")}
+    assert nodes[0]["topic"] == "member.updated"
+
+    failed = await gw.graphql(INBOUND, {"failed": True}, token)
+    assert [e["node"]["eventId"] for e in failed.data["webhookDeliveries"]["edges"]] == ["msg_2"]
