@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -9,6 +11,18 @@ from ledger.models import Entry
 from tests.support.gateway import Gateway, running_gateway
 
 ENROLL = "mutation($c: String!) { enrollMember(input: {idempotencyKey: $c, customerId: $c}) { member { id } userErrors { code } } }"
+
+
+async def in_time(gw: Gateway, query: str, variables: dict[str, object] | None = None) -> Any:
+    """The answer of a write that is safe to repeat (its idempotency key), sent again
+    while a loaded machine makes it miss the test's short operation time: a timed-out
+    write wrote nothing, so the next try is the first that counts."""
+    token = await gw.token()
+    for _ in range(5):
+        response = await gw.graphql(query, variables, token)
+        if response.codes != ["TIMEOUT"]:
+            return response.data
+    raise AssertionError("five tries, each over the operation time")
 
 
 async def count(gw: Gateway) -> int:
@@ -21,7 +35,7 @@ async def test_an_operation_over_its_time_is_cut_short_and_writes_nothing(
     database_url: str,
 ) -> None:
     async with running_gateway(database_url, operation_timeout=0.5) as gw:
-        member = (await gw.partner(ENROLL, {"c": "ada"}))["enrollMember"]["member"]["id"]
+        member = (await in_time(gw, ENROLL, {"c": "ada"}))["enrollMember"]["member"]["id"]
         adjust = """mutation { adjustPoints(input: {idempotencyKey: "slow", member: {customerId: "ada"},
                       points: 5, reason: "r"}) { transaction { points } userErrors { code } } }"""
         token = await gw.token()
@@ -34,6 +48,6 @@ async def test_an_operation_over_its_time_is_cut_short_and_writes_nothing(
             late = await gw.graphql(adjust, token=token)
             assert (late.status, late.codes) == (504, ["TIMEOUT"])
         assert await count(gw) == entries  # rolled back, not half applied
-        again = await gw.graphql(adjust, token=token)
-        assert again.data["adjustPoints"] == {"transaction": {"points": 5}, "userErrors": []}
+        again = await in_time(gw, adjust)
+        assert again["adjustPoints"] == {"transaction": {"points": 5}, "userErrors": []}
         assert await count(gw) == entries + 1
