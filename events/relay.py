@@ -105,9 +105,16 @@ class OutboxRelay:
         events, self._committed = self._committed, []
         if not events:
             return
-        await self._publish(events)
+        # Noted before the await, so a claim running meanwhile does not publish them again;
+        # taken back if the bus refuses them, so the claim does.
         for published in events:
             self._early[published.id] = None
+        try:
+            await self._publish(events)
+        except BaseException:
+            for published in events:
+                self._early.pop(published.id, None)
+            raise
         while len(self._early) > EARLY_IDS:
             self._early.popitem(last=False)
 

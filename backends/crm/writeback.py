@@ -40,6 +40,9 @@ class CrmWriteBack:
         self.interval = interval
         # (program, member id) -> (event id, standing), oldest first
         self._pending: OrderedDict[tuple[str, int], tuple[int, LoyaltyStanding]] = OrderedDict()
+        # (program, member id) -> the newest event id written: the relay may publish an
+        # event again (its catch-up after the commit's own publication), which is not news
+        self._written: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
     def offer(self, program_id: str, member_id: int | None, event_id: int, payload: Any) -> None:
@@ -57,6 +60,8 @@ class CrmWriteBack:
         noted = self._pending.get(key)
         if noted is not None and noted[0] >= event_id:
             return  # an older event, or the same one published again
+        if self._written.get(key, -1) >= event_id:
+            return  # written already
         self._pending[key] = (event_id, standing)
         self._pending.move_to_end(key)
         while len(self._pending) > MAX_PENDING:
@@ -90,6 +95,13 @@ class CrmWriteBack:
                 log.warning("program %s: CRM write-back failed, retried later: %r", program_id, exc)
                 for member_id, (event_id, standing) in members.items():
                     self._note((program_id, member_id), event_id, standing)
+                continue
+            for member_id, (event_id, _) in members.items():
+                key = (program_id, member_id)
+                self._written[key] = max(event_id, self._written.get(key, -1))
+                self._written.move_to_end(key)
+            while len(self._written) > MAX_PENDING:
+                self._written.popitem(last=False)
 
     async def _write(
         self, program_id: str, members: dict[int, tuple[int, LoyaltyStanding]]

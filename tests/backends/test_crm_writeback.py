@@ -12,6 +12,7 @@ import pytest
 
 from backends.crm.writeback import CrmWriteBack
 from backends.fakes.hubspot import FakeHubSpot
+from events.bus import Event
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.operations import buy, line
 
@@ -124,3 +125,35 @@ async def test_a_forgotten_member_is_not_written_back(database_url: str) -> None
         await write_back.flush()
     assert [[i["id"] for i in u["inputs"]] for u in crm.updates] == [["bob"]]
     assert "loyalty_points" not in crm.contacts["ada"]
+
+
+async def test_an_event_published_again_after_its_round_is_not_written_again(
+    database_url: str,
+) -> None:
+    crm = FakeHubSpot(token=TOKEN)
+    crm.add("ada")
+    async with (
+        crm.serving(),
+        running_gateway(
+            database_url, settings={"crm_write_back_interval": 3600}, **program(crm)
+        ) as gw,
+    ):
+        write_back: CrmWriteBack = gw.app.state.write_back
+        published: list[Event] = []
+        gw.app.state.relay.listeners.append(published.extend)
+        await gw.partner(ENROL, {"c": "ada", "k": "e-ada"})
+        async with asyncio.timeout(10):
+            while not write_back.noted():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        ((program_id, member_id),) = write_back.noted()
+        await write_back.flush()
+        assert crm.contacts["ada"]["loyalty_points"] == "100"
+        # The relay's catch-up publishing the enrolment's events once more is not news ...
+        assert published
+        for e in published:
+            write_back.offer(e.program_id, e.member_id, e.id, e.payload)
+        assert write_back.pending == 0
+        # ... while a newer event is.
+        write_back.offer(program_id, member_id, 10_000, {"available": 7, "tier": "Bronze"})
+        assert write_back.pending == 1
+    assert len(crm.updates) == 1
