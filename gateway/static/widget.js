@@ -16,6 +16,7 @@ var scriptOrigin = document.currentScript ? new URL(document.currentScript.src).
 var BALANCE = "query LoyaltyWidget { me { points { available pending } " +
   "tier { current { name } next { name } toNext } } }";
 var LIVE = "subscription LoyaltyWidgetLive { pointsChanged { available pending tier } }";
+var READ_AFTER_EVENT_MS = 750;
 var STYLE = [
   ":host { display: inline-block; font: 16px/1.4 system-ui, sans-serif; color: #1b1b1b; }",
   ".card { background: #fff; border: 1px solid #6b6b6b; border-radius: 8px; padding: 12px 16px; min-width: 12rem; }",
@@ -38,6 +39,8 @@ class LoyaltyWidget extends HTMLElement {
     this._token = null;
     this._client = null;
     this._dispose = null;
+    this._shown = 0; // the newest answer or event shown: an older answer arriving late is dropped
+    this.live = false; // true while the subscription's socket is open
     var root = this.attachShadow({ mode: "open" });
     root.adoptedStyleSheets = [stylesheet()];
     var card = document.createElement("section");
@@ -81,21 +84,23 @@ class LoyaltyWidget extends HTMLElement {
   disconnectedCallback() { this._stop(); }
 
   _stop() {
+    window.clearTimeout(this._later);
     if (this._dispose) this._dispose();
     if (this._client) this._client.dispose();
     this._dispose = this._client = null;
+    this.live = false;
   }
 
   _restart() {
     this._stop();
     if (!this._token || !this.isConnected) return;
     var token = this._token;
-    this._load(token);
-    this._subscribe(token);
+    this._subscribe(token); // which loads the balance once connected
   }
 
   _load(token) {
     var widget = this;
+    var ticket = ++this._shown;
     return fetch(this.gateway + "/graphql", {
       method: "POST",
       mode: "cors",
@@ -104,7 +109,7 @@ class LoyaltyWidget extends HTMLElement {
       headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
       body: JSON.stringify({ query: BALANCE }),
     }).then(function (response) { return response.json(); }).then(function (body) {
-      if (token !== widget._token) return;
+      if (token !== widget._token || ticket !== widget._shown) return;
       var me = body.data && body.data.me;
       if (!me) {
         widget._show("Your points cannot be shown right now.");
@@ -124,13 +129,22 @@ class LoyaltyWidget extends HTMLElement {
       connectionParams: { Authorization: "Bearer " + token },
       retryAttempts: 5,
       shouldRetry: function (event) { return !(event && event.code === 4403); },
+      on: {
+        // (re)connected: read the balance again, for what changed while no socket was open
+        connected: function () { widget.live = true; widget._load(token); },
+        closed: function () { widget.live = false; },
+      },
     });
     this._dispose = this._client.subscribe({ query: LIVE }, {
       next: function (result) {
         var event = result.data && result.data.pointsChanged;
         if (!event || token !== widget._token) return;
+        widget._shown++;
         widget._render(event.available, event.pending, event.tier, null);
-        widget._load(token); // the distance to the next tier
+        // The distance to the next tier, read a moment later: a read sent the instant
+        // the event arrives may still answer the balance from before it.
+        window.clearTimeout(widget._later);
+        widget._later = window.setTimeout(function () { widget._load(token); }, READ_AFTER_EVENT_MS);
       },
       error: function () {
         if (token === widget._token) widget._status.textContent = "Live updates paused.";
