@@ -196,7 +196,7 @@ The gateway is up.
   Storefront:  {base}/demo/   (sign in as ada@example.com or grace@example.com)
   Widget:      {base}/widget.js   (<loyalty-widget> for a store's pages; see the README)
   Dashboard:   {base}/admin/
-  GraphiQL:    {base}/graphql
+  GraphiQL: {base}/graphql
 
 Member token of {DEMO_MEMBER} (paste into GraphiQL's Headers tab, then run the query):
   {headers}
