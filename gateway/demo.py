@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +31,7 @@ from backends.fakes.hubspot import FakeHubSpot
 from backends.fakes.identity import FakeIdentityProvider
 from backends.fakes.shopify import FakeShopify
 from gateway.app import create_app
+from gateway.demo_store import DemoStore
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
 from ledger import write_repository
@@ -46,6 +51,7 @@ from ledger.rules import Line
 from ledger.service import LoyaltyService
 
 DEMO_CLIENT = "demo"
+STORE_SCOPES = frozenset({scopes.MEMBERS_READ, scopes.REWARDS_REDEEM})
 DEMO_CRM_TOKEN = "pat-demo"
 DEMO_STORE_TOKEN = "shpat_demo"
 
@@ -163,6 +169,14 @@ async def prepare(url: str, program: Program) -> None:
         await database.dispose()
 
 
+async def client(
+    app: Starlette, program_id: str, name: str, granted: frozenset[str]
+) -> ClientCredentials:
+    authorization: AuthorizationServer = app.state.authorization
+    async with app.state.database.transaction() as session:
+        return await authorization.create_client(session, program_id, name, granted)
+
+
 async def partner_token(app: Starlette, program_id: str) -> tuple[ClientCredentials, str]:
     authorization: AuthorizationServer = app.state.authorization
     async with app.state.database.transaction() as session:
@@ -178,7 +192,11 @@ async def partner_token(app: Starlette, program_id: str) -> tuple[ClientCredenti
 def banner(base: str, credentials: ClientCredentials, partner: str, member: str) -> str:
     headers = json.dumps({"Authorization": f"Bearer {member}"})
     return f"""
-The gateway is up. GraphiQL: {base}/graphql
+The gateway is up.
+  Storefront:  {base}/demo/   (sign in as ada@example.com or grace@example.com)
+  Widget:      {base}/widget.js   (<loyalty-widget> for a store's pages; see the README)
+  Dashboard:   {base}/admin/
+  GraphiQL: {base}/graphql
 
 Member token of {DEMO_MEMBER} (paste into GraphiQL's Headers tab, then run the query):
   {headers}
@@ -202,8 +220,28 @@ Metrics: {base}/metrics   Stop: Ctrl-C
 """
 
 
-async def demo(directory: Path, host: str, port: int) -> None:
-    url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
+DEMO_SHOPPERS = {"ada@example.com": "1001", "grace@example.com": "1002"}
+
+
+@dataclass
+class RunningDemo:
+    """The demo, up: its gateway, the store's identity provider, CRM and shop."""
+
+    base: str
+    app: Starlette
+    program: Program
+    identity: FakeIdentityProvider
+    crm: FakeHubSpot
+    shop: FakeShopify
+    store: DemoStore
+    credentials: ClientCredentials
+    partner: str
+    serving: asyncio.Task[None]  # done when the server stops (Ctrl-C)
+
+
+def demo_backends() -> tuple[FakeHubSpot, FakeShopify]:
+    """The CRM (a fake HubSpot, a contact for Ada and Grace) and the shop (a fake
+    Shopify whose customer ids are Shopify's numeric ids), with their seed data."""
     crm = FakeHubSpot(token=DEMO_CRM_TOKEN)
     crm.add(
         "1001",
@@ -219,45 +257,77 @@ async def demo(directory: Path, host: str, port: int) -> None:
         lifecyclestage="evangelist",
         company="US Navy",
     )
-    # The store is a fake Shopify; customer ids are Shopify's (numeric) customer ids.
-    store = FakeShopify(token=DEMO_STORE_TOKEN)
-    store.add_order("1001", "#1001", "112.50", created_at="2026-10-06T14:02:00Z")
-    store.add_order("1001", "#1014", "24.00", created_at="2026-11-20T09:41:00Z")
-    store.add_order("1002", "#1009", "1180.00", created_at="2026-09-12T17:20:00Z")
+    shop = FakeShopify(token=DEMO_STORE_TOKEN)
+    shop.add_order("1001", "#1001", "112.50", created_at="2026-10-06T14:02:00Z")
+    shop.add_order("1001", "#1014", "24.00", created_at="2026-11-20T09:41:00Z")
+    shop.add_order("1002", "#1009", "1180.00", created_at="2026-09-12T17:20:00Z")
+    return crm, shop
+
+
+@asynccontextmanager
+async def running_demo(
+    directory: Path, host: str, port: int, allowed_origins: str = ""
+) -> AsyncIterator[RunningDemo]:
+    """Seed a ledger in `directory` and serve the demo on `host`:`port` for the block;
+    `allowed_origins` as LOYALTY_ALLOWED_ORIGINS (store pages embedding the widget)."""
+    url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
+    crm, shop = demo_backends()
+    shop_secret = secrets.token_hex(32)  # the Shopify app's client secret
     async with (
         FakeIdentityProvider(audience=DEMO_AUDIENCE, algorithm="ES256").serving() as identity,
         crm.serving(),
-        store.serving(),
+        shop.serving(),
     ):
         base = load_program(DEMO_PROGRAM)
         program = base.model_copy(
             update={
                 "member_tokens": identity.member_tokens(),
                 "crm": Crm(kind="hubspot", base_url=crm.base, token=DEMO_CRM_TOKEN),
-                "commerce": Commerce(kind="shopify", base_url=store.base, token=DEMO_STORE_TOKEN),
+                "commerce": Commerce(kind="shopify", base_url=shop.base, token=DEMO_STORE_TOKEN),
+                "webhook_secrets": base.webhook_secrets.model_copy(
+                    update={"shopify": (shop_secret,)}
+                ),
             }
         )
+        issuer = f"http://{host}:{port}"
+        for topic in ("orders/paid", "refunds/create", "customers/create"):
+            shop.subscribe(topic, f"{issuer}/webhooks/{program.id}/shopify", shop_secret)
         await prepare(url, program)
-        settings = Settings(database_url=url, issuer=f"http://{host}:{port}")
-        app = create_app(settings, programs={program.id: program})
+        settings = Settings(database_url=url, issuer=issuer, allowed_origins=allowed_origins)
+        store = DemoStore(identity, shop, DEMO_SHOPPERS)
+        app = create_app(settings, programs={program.id: program}, extra_routes=store.routes())
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                serving.result()
-                return
-            await asyncio.sleep(0.05)
-        credentials, partner = await partner_token(app, program.id)
-        member = identity.token(DEMO_MEMBER, lifetime=timedelta(hours=12))
-        print(banner(settings.issuer, credentials, partner, member), flush=True)
-        await serving
+        try:
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                    raise RuntimeError("the demo's gateway stopped during start-up")
+                await asyncio.sleep(0.05)
+            credentials, partner = await partner_token(app, program.id)
+            store_client = await client(app, program.id, "Demo store", STORE_SCOPES)
+            store.connect(issuer, program.id, program.point_value, store_client)
+            yield RunningDemo(
+                issuer, app, program, identity, crm, shop, store, credentials, partner, serving
+            )
+        finally:
+            server.should_exit = True
+            await serving
+
+
+async def demo(directory: Path, host: str, port: int, allowed_origins: str) -> None:
+    async with running_demo(directory, host, port, allowed_origins) as running:
+        member = running.identity.token(DEMO_MEMBER, lifetime=timedelta(hours=12))
+        print(banner(running.base, running.credentials, running.partner, member), flush=True)
+        await running.serving  # until Ctrl-C
 
 
 def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:
-    del settings  # the demo always runs the bundled program on a throwaway database
+    # The demo always runs the bundled program on a throwaway database; of the settings
+    # it keeps only the origins allowed to embed the widget.
     with tempfile.TemporaryDirectory(prefix="loyalty-demo-") as directory:
         try:
-            asyncio.run(demo(Path(directory), host, port))
+            asyncio.run(demo(Path(directory), host, port, settings.allowed_origins))
         except KeyboardInterrupt:  # Ctrl-C: the server has shut down; so does the demo
             print("Demo stopped; its database is gone.")
     return 0

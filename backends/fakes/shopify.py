@@ -11,10 +11,17 @@ holds; 401 for a wrong token. The knobs of `FakeBackend` make it slow or failing
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
+import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from graphql import build_schema, graphql
 
@@ -51,6 +58,36 @@ class FakeOrder:
 
 
 @dataclass
+class Subscription:
+    topic: str
+    address: str
+    secret: str
+
+
+def _order_problem(order: object) -> str | None:
+    """Why a REST order body cannot be created, or None."""
+    if not isinstance(order, dict):
+        return "order must be an object"
+    customer = order.get("customer")
+    if not isinstance(customer, dict) or not str(customer.get("id", "")).isdigit():
+        return "customer.id must be a numeric customer id"
+    items = order.get("line_items")
+    if not isinstance(items, list) or not items or len(items) > 250:
+        return "line_items must list 1 to 250 items"
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("quantity"), int):
+            return "each line item needs a quantity"
+        try:
+            price = Decimal(str(item.get("price")))
+            amounts = [Decimal(str(a["amount"])) for a in item.get("discount_allocations", [])]
+        except (ArithmeticError, KeyError, TypeError):
+            return "each line item needs a price, and each discount allocation an amount"
+        if not price.is_finite() or price < 0 or any(not a.is_finite() or a < 0 for a in amounts):
+            return "prices and discounts are amounts of money"
+    return None
+
+
+@dataclass
 class Bucket:
     """Shopify's leaky bucket of query cost points."""
 
@@ -79,6 +116,9 @@ class FakeShopify(FakeBackend):
         self.api_version = api_version
         self.bucket = Bucket()
         self.orders: dict[str, list[FakeOrder]] = {}  # by numeric customer id
+        self.subscriptions: list[Subscription] = []
+        self.deliveries: list[tuple[str, int]] = []  # (topic, the status it was answered)
+        self.shop_domain = "demo-store.myshopify.com"
         self._next = 5001
         self.schema = build_schema(SDL)
         self.schema.get_type("Node").resolve_type = (  # type: ignore[union-attr]
@@ -105,8 +145,107 @@ class FakeShopify(FakeBackend):
         )
         return gid
 
+    def subscribe(self, topic: str, address: str, secret: str) -> None:
+        """A webhook subscription of the app whose client secret is `secret`."""
+        self.subscriptions.append(Subscription(topic, address, secret))
+
     def routes(self) -> list[web.RouteDef]:
-        return [web.post(f"/admin/api/{self.api_version}/graphql.json", self.knobs(self._graphql))]
+        return [
+            web.post(f"/admin/api/{self.api_version}/graphql.json", self.knobs(self._graphql)),
+            web.post(f"/admin/api/{self.api_version}/orders.json", self.knobs(self._create_order)),
+        ]
+
+    async def _create_order(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-Shopify-Access-Token") != self.token:
+            return web.json_response(
+                {"errors": "[API] Invalid API key or access token"}, status=401
+            )
+        body = self.requests[-1]
+        given = body.get("order") if isinstance(body, dict) else None
+        problem = _order_problem(given)
+        if problem is not None or not isinstance(given, dict):
+            return web.json_response({"errors": {"order": [problem]}}, status=422)
+        order = self._order(given)
+        customer_id = str(order["customer"]["id"])
+        self.orders.setdefault(customer_id, []).append(
+            FakeOrder(
+                order["admin_graphql_api_id"],
+                order["name"],
+                order["total_price"],
+                order["currency"],
+                order["created_at"],
+                "PAID" if order["financial_status"] == "paid" else "PENDING",
+            )
+        )
+        topics = ["orders/create"] + (
+            ["orders/paid"] if order["financial_status"] == "paid" else []
+        )
+        for topic in topics:
+            await self._send(topic, order)
+        return web.json_response({"order": order}, status=201)
+
+    def _order(self, given: dict[str, Any]) -> dict[str, Any]:
+        number = self._next
+        self._next += 1
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        lines = []
+        total = Decimal(0)
+        for index, item in enumerate(given["line_items"]):
+            allocations = [
+                {"amount": str(a["amount"])} for a in item.get("discount_allocations", [])
+            ]
+            price, quantity = Decimal(str(item["price"])), int(item["quantity"])
+            total += price * quantity - sum((Decimal(a["amount"]) for a in allocations), Decimal(0))
+            lines.append(
+                {
+                    "id": number * 100 + index + 1,
+                    "title": str(item.get("title") or item.get("sku") or "Item"),
+                    "sku": item.get("sku"),
+                    "price": f"{price:.2f}",
+                    "quantity": quantity,
+                    "discount_allocations": allocations,
+                    "tax_lines": [],
+                }
+            )
+        return {
+            "id": number,
+            "admin_graphql_api_id": f"gid://shopify/Order/{number}",
+            "name": f"#{number}",
+            "created_at": now,
+            "processed_at": now,
+            "currency": str(given.get("currency") or "USD"),
+            "financial_status": str(given.get("financial_status") or "pending"),
+            "source_name": str(given.get("source_name") or "web"),
+            "taxes_included": False,
+            "total_price": f"{total:.2f}",
+            "customer": {"id": int(given["customer"]["id"])},
+            "line_items": lines,
+        }
+
+    async def _send(self, topic: str, order: dict[str, Any]) -> None:
+        body = json.dumps(order).encode()
+        for subscription in self.subscriptions:
+            if subscription.topic != topic:
+                continue
+            digest = hmac.new(subscription.secret.encode(), body, hashlib.sha256).digest()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Shopify-Topic": topic,
+                "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+                "X-Shopify-Shop-Domain": self.shop_domain,
+                "X-Shopify-API-Version": self.api_version,
+                "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                "X-Shopify-Triggered-At": order["processed_at"],
+            }
+            timeout = aiohttp.ClientTimeout(total=10)
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as http,
+                    http.post(subscription.address, data=body, headers=headers) as answer,
+                ):
+                    self.deliveries.append((topic, answer.status))
+            except (aiohttp.ClientError, TimeoutError):  # Shopify would retry later
+                self.deliveries.append((topic, 0))
 
     async def _graphql(self, request: web.Request) -> web.Response:
         if request.headers.get("X-Shopify-Access-Token") != self.token:

@@ -122,6 +122,8 @@ def test_demo_serves_graphiql_with_tokens_that_answer_the_readme_query() -> None
         assert pending in {"45", "67"}
         base = f"http://127.0.0.1:{port}"
         assert f"GraphiQL: {base}/graphql" in output
+        assert f"Storefront:  {base}/demo/" in output and f"Dashboard:   {base}/admin/" in output
+        assert f"Widget:      {base}/widget.js" in output
         member_token, partner_token = (part.split('"')[0] for part in output.split("Bearer ")[1:3])
 
         me = _graphql(base, member_token, FIRST_QUERY)
