@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from auth.members import MemberTokenVerifier
 from auth.principals import Authenticator
@@ -29,7 +29,7 @@ from events import bus as events_bus
 from events.bus import Event, Hub
 from events.relay import OutboxRelay
 from events.webhooks import WebhookDispatcher
-from gateway import oauth, scheduler, unavailable
+from gateway import oauth, pages, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -68,9 +68,11 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     scheduled_jobs: bool = True,
     programs: Mapping[str, Program] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The gateway for `settings`; programs and the signing key load at start-up.
-    `programs` replaces the program files (tests, the demo)."""
+    `programs` replaces the program files (tests, the demo); `extra_routes` are served
+    too (the demo's storefront and its store)."""
     if programs is None:
         programs = settings.load_programs()  # a bad file stops start-up: file, key, reason
     key_pem = settings.signing_key_pem()
@@ -194,10 +196,17 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # OPTIONS: the CORS preflight of a store's page (LOYALTY_ALLOWED_ORIGINS)
+            Route(
+                "/graphql",
+                pages.cors(graphql, settings.origins()),
+                methods=["GET", "POST", "OPTIONS"],
+            ),
             WebSocketRoute("/graphql", graphql),
             Route("/webhooks/{program}/{source}", inbound.endpoint, methods=["POST"]),
             *oauth.routes,
+            *pages.routes(),
+            *extra_routes,
         ]
     )
     return app

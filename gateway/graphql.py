@@ -33,7 +33,7 @@ from auth.principals import Anonymous, Authenticator, Partner, Principal, Shoppe
 from auth.tokens import InvalidToken
 from backends.registry import Backends
 from events.bus import Hub
-from gateway import unavailable
+from gateway import pages, unavailable
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -340,6 +340,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             self.metrics.errors.labels(code).inc()
             response = Refusal(refused.status_code, code, refused.reason).response(request_id)
         await response(scope, receive, send_with_id)
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        """GraphiQL from the gateway's own copies of its assets (Strawberry's page loads
+        them from a CDN, so it never renders without internet)."""
+        return pages.page_response(request, "graphiql.html")
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)

@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser
 
 from gateway.migrate import upgrade
 from ledger.db import Database
 from ledger.service import LoyaltyService
+from tests.support.browser import BrowserUnavailable, launched
 from tests.support.ledger import Clock, make_program
 from tests.support.postgres import PostgresServer, PostgresUnavailable, running_postgres
 from tests.support.redis import RedisServer, RedisUnavailable, running_redis
@@ -95,3 +98,16 @@ def redis_server() -> Iterator[RedisServer]:
         if IN_CI:
             raise
         pytest.skip(f"Redis is not available here: {exc}")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium for the module's tests (which run on the module's loop:
+    `pytestmark = pytest.mark.asyncio(loop_scope="module")`)."""
+    try:
+        async with launched() as chromium:
+            yield chromium
+    except BrowserUnavailable as exc:
+        if IN_CI:
+            raise
+        pytest.skip(str(exc))
