@@ -26,6 +26,7 @@ from auth.server import AuthorizationServer, ClientCredentials
 from backends.fakes.hubspot import FakeHubSpot
 from backends.fakes.identity import FakeIdentityProvider
 from backends.fakes.shopify import FakeShopify
+from gateway.admin import StaffSignIn
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
@@ -175,10 +176,18 @@ async def partner_token(app: Starlette, program_id: str) -> tuple[ClientCredenti
     return credentials, token
 
 
+async def client_of(app: Starlette, credentials: ClientCredentials) -> OAuthClient:
+    async with app.state.database.reading() as session:
+        client: OAuthClient | None = await session.get(OAuthClient, credentials.client_id)
+    assert client is not None
+    return client
+
+
 def banner(base: str, credentials: ClientCredentials, partner: str, member: str) -> str:
     headers = json.dumps({"Authorization": f"Bearer {member}"})
     return f"""
 The gateway is up. GraphiQL: {base}/graphql
+Dashboard (sign in as demo staff): {base}/admin/
 
 Member token of {DEMO_MEMBER} (paste into GraphiQL's Headers tab, then run the query):
   {headers}
@@ -248,6 +257,8 @@ async def demo(directory: Path, host: str, port: int) -> None:
                 return
             await asyncio.sleep(0.05)
         credentials, partner = await partner_token(app, program.id)
+        staff: StaffSignIn = app.state.staff_sign_in
+        staff.client = await client_of(app, credentials)  # the dashboard's demo sign-in
         member = identity.token(DEMO_MEMBER, lifetime=timedelta(hours=12))
         print(banner(settings.issuer, credentials, partner, member), flush=True)
         await serving
