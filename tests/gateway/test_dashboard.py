@@ -299,26 +299,49 @@ async def test_axe_finds_nothing_serious_signed_out_or_in(seeded: Seeded, browse
     await context.close()
 
 
+# The accessible name of the focused control, roughly: its label's own text (not its
+# options'), else its aria-label, else its text.
+FOCUSED = """() => { const e = document.activeElement;
+  const label = e.labels && e.labels[0];
+  if (label) return [...label.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)
+    .map((n) => n.textContent).join("").trim();
+  return e.getAttribute("aria-label") || e.textContent.trim(); }"""
+
+
 async def test_the_keyboard_reaches_every_control(seeded: Seeded, browser: Browser) -> None:
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(seeded.gw.url + "/admin/")
     field = page.get_by_label("Partner access token")
     await expect(field).to_be_visible(timeout=TIMEOUT)
-    await field.focus()
+    await page.keyboard.press("Tab")  # the token field comes first
+    assert await page.evaluate(FOCUSED) == "Partner access token"
     await page.keyboard.type(seeded.token)
     await page.keyboard.press("Enter")  # the form submits from the field
     await expect(page.locator("svg.points-chart")).to_be_visible(timeout=TIMEOUT)
-    period = page.get_by_label("Period")
-    await period.focus()
-    await period.select_option("months")
+    await expect(page.locator("table.deliveries tbody tr").first).to_be_visible(timeout=TIMEOUT)
+    order = []
+    for _ in range(7):
+        await page.keyboard.press("Tab")
+        order.append(await page.evaluate(FOCUSED))
+    assert [name.split()[0] for name in order] == [
+        "Period", "Sign", "Points", "Members", "Direction", "Failed", "Refresh",
+    ]  # fmt: skip
+    # The period changes from the keyboard: the last 12 months.
+    await page.get_by_label("Period").focus()
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowDown")
     await expect(page.locator("svg.points-chart g.bucket")).to_have_count(12, timeout=TIMEOUT)
     this_month = seeded.gw.clock.now.astimezone(NEW_YORK).strftime("%Y-%m")
     month = page.locator(f'svg.points-chart g.bucket[data-start^="{this_month}"] rect')
-    # This month holds everything; the coat's points may have turned available in the
-    # month before (within the last 21 days).
+    # This month holds everything but, maybe, the coat's points, which may have turned
+    # available in the month before (within the last 21 days).
     issued = 2200 if seeded.purchase_day[:7] == this_month else 1000
     await expect(month.first).to_have_attribute("data-value", str(issued))
+    # A table opens from the keyboard.
+    await page.get_by_text("Points per month as a table").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("table.series-table tbody tr")).to_have_count(12)
     await context.close()
 
 
