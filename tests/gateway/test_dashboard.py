@@ -24,6 +24,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from auth import scopes
+from auth.models import OAuthClient
+from gateway import pages
 from gateway.admin import STAFF_SCOPES, StaffSignIn
 from tests.conftest import sqlite_url
 from tests.support.browser import axe, described, screenshot, watch
@@ -110,10 +112,8 @@ async def seeded(
         yield Seeded(gw, hook, token, available.astimezone(NEW_YORK).date().isoformat(), delivery)
 
 
-async def demo_client(gw: Gateway) -> Any:
+async def demo_client(gw: Gateway) -> OAuthClient | None:
     """A partner client with every scope, as the demo's own."""
-    from auth.models import OAuthClient
-
     async with gw.database.transaction() as session:
         credentials = await gw.app.state.authorization.create_client(
             session, "test", "Demo partner", scopes.ALL
@@ -156,6 +156,20 @@ SERIES = """query($from: DateTime!, $to: DateTime!) {
   pointsSeries(from: $from, to: $to, interval: DAY) { start issued redeemed } }"""
 STATS = """{ programStats { members pointsIssued pointsRedeemed outstandingPoints liability
   tiers { tier members } } }"""
+
+
+async def test_the_page_carries_the_pages_policy(seeded: Seeded) -> None:
+    gw = seeded.gw
+    async with gw.http.get(gw.url + "/admin/") as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "text/html; charset=utf-8"
+        host = gw.url.removeprefix("http://")
+        assert r.headers["Content-Security-Policy"] == pages.content_security_policy(host)
+        assert (r.headers["X-Frame-Options"], r.headers["Cache-Control"]) == ("DENY", "no-store")
+    async with gw.http.get(gw.url + "/admin", allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (308, "/admin/")
+    for asset in ("app.js", "api.js", "charts.js", "deliveries.js", "admin.css"):
+        async with gw.http.get(f"{gw.url}/static/admin/{asset}") as r:
+            assert r.status == 200 and r.headers["X-Content-Type-Options"] == "nosniff", asset
 
 
 async def test_the_charts_draw_the_numbers_the_api_reports(
