@@ -29,7 +29,7 @@ from events import bus as events_bus
 from events.bus import Event, Hub
 from events.relay import OutboxRelay
 from events.webhooks import WebhookDispatcher
-from gateway import oauth, pages, scheduler, unavailable
+from gateway import admin, oauth, pages, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -191,6 +191,9 @@ def create_app(
     app.state.service = service
     app.state.bus = bus
     app.state.metrics = metrics
+    # The dashboard's staff sign-in: off unless the demo names its client.
+    staff = admin.StaffSignIn()
+    app.state.staff_sign_in = staff
     app.router.routes.extend(
         [
             Route("/healthz", healthz, methods=["GET"]),
@@ -206,6 +209,7 @@ def create_app(
             Route("/webhooks/{program}/{source}", inbound.endpoint, methods=["POST"]),
             *oauth.routes,
             *pages.routes(),
+            *admin.routes(staff),
             *extra_routes,
         ]
     )

@@ -30,6 +30,7 @@ from auth.server import AuthorizationServer, ClientCredentials
 from backends.fakes.hubspot import FakeHubSpot
 from backends.fakes.identity import FakeIdentityProvider
 from backends.fakes.shopify import FakeShopify
+from gateway.admin import StaffSignIn
 from gateway.app import create_app
 from gateway.demo_store import DemoStore
 from gateway.migrate import upgrade_async
@@ -189,13 +190,20 @@ async def partner_token(app: Starlette, program_id: str) -> tuple[ClientCredenti
     return credentials, token
 
 
+async def client_of(app: Starlette, credentials: ClientCredentials) -> OAuthClient:
+    async with app.state.database.reading() as session:
+        client: OAuthClient | None = await session.get(OAuthClient, credentials.client_id)
+    assert client is not None
+    return client
+
+
 def banner(base: str, credentials: ClientCredentials, partner: str, member: str) -> str:
     headers = json.dumps({"Authorization": f"Bearer {member}"})
     return f"""
 The gateway is up.
   Storefront:  {base}/demo/   (sign in as ada@example.com or grace@example.com)
   Widget:      {base}/widget.js   (<loyalty-widget> for a store's pages; see the README)
-  Dashboard:   {base}/admin/
+  Dashboard:   {base}/admin/   (sign in as demo staff)
   GraphiQL: {base}/graphql
 
 Member token of {DEMO_MEMBER} (paste into GraphiQL's Headers tab, then run the query):
@@ -305,6 +313,8 @@ async def running_demo(
                     raise RuntimeError("the demo's gateway stopped during start-up")
                 await asyncio.sleep(0.05)
             credentials, partner = await partner_token(app, program.id)
+            staff: StaffSignIn = app.state.staff_sign_in
+            staff.client = await client_of(app, credentials)  # the dashboard's demo sign-in
             store_client = await client(app, program.id, "Demo store", STORE_SCOPES)
             store.connect(issuer, program.id, program.point_value, store_client)
             yield RunningDemo(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import rules
+from ledger import figures
 from ledger.models import (
     Account,
     Base,
@@ -208,8 +208,8 @@ async def by_ids(
 
 async def program_totals(
     session: AsyncSession, program_id: str, since: datetime
-) -> rules.ProgramTotals:
-    """The raw sums of the program's figures (`rules.program_stats` computes them):
+) -> figures.ProgramTotals:
+    """The raw sums of the program's figures (`figures.program_stats` computes them):
     members not forgotten, members with an entry since `since`, points per entry kind
     (entries not pending; all, and the positive ones), balances, members per tier."""
     members = await session.scalar(
@@ -246,7 +246,7 @@ async def program_totals(
         .where(Account.program_id == program_id, Member.forgotten_at.is_(None))
         .group_by(Account.tier)
     )
-    return rules.ProgramTotals(
+    return figures.ProgramTotals(
         members=int(members or 0),
         active_members=int(active or 0),
         points_by_kind=points_by_kind,

@@ -494,64 +494,6 @@ def redeemable_now(
     ]
 
 
-# The program's figures.
-@dataclass(frozen=True)
-class ProgramTotals:
-    """The raw sums the program's figures come from, as the read side adds them up.
-
-    `points_by_kind`: Σ points of the entries of each kind (by kind name) that are not
-    pending; `credits_by_kind`: the same over positive entries only."""
-
-    members: int
-    active_members: int
-    points_by_kind: Mapping[str, int]
-    credits_by_kind: Mapping[str, int]
-    available: int
-    held: int
-    members_by_tier: Mapping[str, int]
-
-
-@dataclass(frozen=True)
-class ProgramStats:
-    members: int
-    active_members_30d: int
-    points_issued: int
-    points_redeemed: int
-    points_expired: int
-    outstanding_points: int
-    liability: Decimal
-    redemption_rate: float
-    tiers: list[tuple[str, int]]
-
-
-def program_stats(totals: ProgramTotals, program: Program) -> ProgramStats:
-    """The program at a glance. Issued: points credited and available (or since expired),
-    net of refunds (earned + bonuses + adjustments up + refunds); redeemed: spent on
-    rewards and checkouts, net of cancellations; outstanding: available plus held;
-    liability: outstanding at the point value (to the cent); the redemption rate is
-    redeemed / issued, 0.0 while nothing was issued."""
-    sums, credits = totals.points_by_kind, totals.credits_by_kind
-    issued = (
-        sums.get("EARN", 0)
-        + sums.get("BONUS", 0)
-        + credits.get("ADJUST", 0)
-        + sums.get("REFUND", 0)
-    )
-    redeemed = -(sums.get("REDEEM", 0) + sums.get("CANCEL", 0))
-    outstanding = totals.available + totals.held
-    return ProgramStats(
-        members=totals.members,
-        active_members_30d=totals.active_members,
-        points_issued=issued,
-        points_redeemed=redeemed,
-        points_expired=-sums.get("EXPIRE", 0),
-        outstanding_points=outstanding,
-        liability=hold_discount(outstanding, program.point_value),
-        redemption_rate=redeemed / issued if issued > 0 else 0.0,
-        tiers=[(tier.name, totals.members_by_tier.get(tier.name, 0)) for tier in program.tiers],
-    )
-
-
 # Histories.
 def kinds_matching(kinds: Iterable[K] | None) -> tuple[K, ...] | None:
     """The entry kinds a history asks for, as a filter: None (no filter given) matches

@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import (
+    figures,
     jobs,
     members,
     points,
     read_repository,
     rewards,
-    rules,
+    stats_repository,
     webhooks,
     write_repository,
 )
@@ -220,10 +221,26 @@ class LoyaltyService:
 
     async def program_stats(
         self, session: AsyncSession, program_id: str, since: datetime
-    ) -> rules.ProgramStats:
-        """The program's figures (`rules.program_stats`), with members active since `since`."""
+    ) -> figures.ProgramStats:
+        """The program's figures (`figures.program_stats`), with members active since `since`."""
         totals = await read_repository.program_totals(session, program_id, since)
-        return rules.program_stats(totals, self.program(program_id))
+        return figures.program_stats(totals, self.program(program_id))
+
+    async def points_series(
+        self,
+        session: AsyncSession,
+        program_id: str,
+        start: datetime,
+        end: datetime,
+        interval: figures.Interval,
+    ) -> list[figures.PointsBucket]:
+        """Points issued, redeemed and expired per day, week or month of the program's
+        calendar over [start, end), every period there (`figures.bucket_bounds`);
+        InvalidInput for a range that is empty, out of bounds or too long."""
+        zone = self.program(program_id).zone
+        bounds = figures.bucket_bounds(start, end, interval, zone)
+        sums = await stats_repository.points_by_bucket(session, program_id, bounds)
+        return figures.points_series(bounds, sums, zone)
 
     async def run_jobs(
         self, session: AsyncSession, program_id: str, now: datetime | None = None

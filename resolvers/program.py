@@ -1,14 +1,15 @@
-"""The program: its tiers, its numbers, and a member's data export."""
+"""The program: its tiers, its numbers (at a glance and over time), and a member's data
+export."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.errors import UnknownMember
-from ledger.rules import ProgramStats
+from ledger.errors import InvalidInput, UnknownMember
+from ledger.figures import Interval, PointsBucket, ProgramStats
 from resolvers.context import Context
-from resolvers.errors import UNKNOWN_MEMBER, ApiError
+from resolvers.errors import BAD_USER_INPUT, UNKNOWN_MEMBER, ApiError
 from resolvers.members import Reference, target
 
 ACTIVE_WITHIN = timedelta(days=30)
@@ -19,6 +20,17 @@ async def stats(ctx: Context) -> ProgramStats:
     return await ctx.reader.run(
         lambda session: ctx.service.program_stats(session, ctx.program_id, since)
     )
+
+
+async def points_series(
+    ctx: Context, start: datetime, end: datetime, interval: Interval
+) -> list[PointsBucket]:
+    try:
+        return await ctx.reader.run(
+            lambda session: ctx.service.points_series(session, ctx.program_id, start, end, interval)
+        )
+    except InvalidInput as error:
+        raise ApiError(error.message, BAD_USER_INPUT) from None
 
 
 async def export_member(ctx: Context, ref: Reference) -> dict[str, Any]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import strawberry
 
 from auth import scopes
 from auth.permissions import needs
+from ledger.figures import MAX_BUCKETS
+from ledger.figures import Interval as FiguresInterval
 from ledger.program import Tier as ProgramTier
 from resolvers import program as resolve
 from resolvers.context import Context
@@ -60,6 +63,27 @@ class ProgramStats:
     tiers: list[TierCount]
 
 
+Interval = strawberry.enum(
+    FiguresInterval,
+    name="Interval",
+    description="A bucket of the program's calendar: a day, an ISO week (from Monday), a month",
+)
+
+
+@strawberry.type(description="The points of one day, week or month of the program.")
+class PointsBucket:
+    start: datetime = strawberry.field(
+        description="The first instant of the period, in the program's time zone"
+    )
+    issued: Long = strawberry.field(
+        description="Points that became available in the period, net of refunds"
+    )
+    redeemed: Long = strawberry.field(
+        description="Points spent on rewards and checkouts, net of cancellations"
+    )
+    expired: Long
+
+
 def tier(model: ProgramTier) -> Tier:
     return Tier(name=model.name, threshold=model.threshold, earn_multiplier=model.earn_multiplier)
 
@@ -85,3 +109,29 @@ class ProgramQuery:
             redemption_rate=s.redemption_rate,
             tiers=[TierCount(tier=name, members=count) for name, count in s.tiers],
         )
+
+    @strawberry.field(
+        extensions=needs(scopes.ANALYTICS_READ),
+        description=(
+            "Points issued, redeemed and expired per period of the program's calendar, over"
+            " the whole periods that overlap [from, to): every period, zeros where nothing"
+            f" happened; the figures of programStats over time. At most {MAX_BUCKETS} buckets."
+        ),
+    )
+    async def points_series(
+        self,
+        info: strawberry.Info[Context],
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        interval: Interval = FiguresInterval.DAY,  # type: ignore[valid-type]
+    ) -> list[PointsBucket]:
+        series = await resolve.points_series(info.context, from_, to, FiguresInterval(interval))
+        return [
+            PointsBucket(
+                start=bucket.start,
+                issued=Long(bucket.issued),
+                redeemed=Long(bucket.redeemed),
+                expired=Long(bucket.expired),
+            )
+            for bucket in series
+        ]

@@ -209,6 +209,13 @@ OPERATIONS = [
         query=True,
     ),
     Operation(
+        "pointsSeries",
+        "query($f: DateTime!, $t: DateTime!) { pointsSeries(from: $f, to: $t) { start issued redeemed } }",
+        lambda s: {"f": "2026-03-02T05:00:00Z", "t": "2026-03-03T05:00:00Z"},
+        scopes.ANALYTICS_READ,
+        query=True,
+    ),
+    Operation(
         "exportMember",
         "query($r: MemberRef!) { exportMember(ref: $r) }",
         lambda s: {"r": ref(s)},
@@ -389,6 +396,8 @@ async def test_authorization_matrix(gw: Gateway, hook: Receiver, operation: Oper
             assert data == {"edges": []}
         elif operation.name == "programStats":
             assert data == {"members": 0}
+        elif operation.name == "pointsSeries":
+            assert data == [{"start": "2026-03-02T00:00:00-05:00", "issued": 0, "redeemed": 0}]
     elif operation.name not in {"enrollMember", "upsertReward"}:
         # Writes on Ada's ids or codes from another program: not found, nothing written.
         assert codes == [], response.body
@@ -531,6 +540,11 @@ EFFECTS: dict[str, Any] = {
     "member": answers(lambda s: {"id": s.ada, "points": {"available": 1590}}),
     "members": answers({"edges": [{"node": {"id": "1"}}, {"node": {"id": "2"}}]}),
     "programStats": answers({"members": 2}),
+    # 2 March in New York: two signups of 100 and Ada's 2000; the five-off's 500 (the
+    # order's points are pending, the hold is not spent).
+    "pointsSeries": answers(
+        [{"start": "2026-03-02T00:00:00-05:00", "issued": 2200, "redeemed": 500}]
+    ),
     "exportMember": exported,
     "rewards": answers({"edges": [{"node": {"id": i}} for i in ("five-off", "lounge", "tote")]}),
     "webhookDeliveries": answers(

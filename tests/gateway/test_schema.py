@@ -40,6 +40,7 @@ def test_the_root_fields_are_those_of_the_design() -> None:
         "tiers",
         "rewards",
         "programStats",
+        "pointsSeries",
         "exportMember",
         "webhookDeliveries",
     }

@@ -1,5 +1,5 @@
 """The program's arithmetic: the earning and refund math of DESIGN §3 with exact points
-worked out by hand, money and cents, tier standing, what can be redeemed, the stats."""
+worked out by hand, money and cents, tier standing, what can be redeemed."""
 
 from __future__ import annotations
 
@@ -652,96 +652,6 @@ def test_redeemable_now_keeps_the_catalog_order() -> None:
     found = rules.redeemable_now(catalog, PROGRAM.tiers, "Silver", 100, {})
     assert [offer.id for offer in found] == ["c", "b", "e"]
     assert rules.redeemable_now([], PROGRAM.tiers, "Gold", 100, {}) == []
-
-
-# The program's figures from the raw sums.
-def totals(
-    points: dict[str, int] | None = None,
-    credits: dict[str, int] | None = None,
-    available: int = 0,
-    held: int = 0,
-    tiers: dict[str, int] | None = None,
-) -> rules.ProgramTotals:
-    return rules.ProgramTotals(
-        members=sum((tiers or {}).values()),
-        active_members=1,
-        points_by_kind=points or {},
-        credits_by_kind=credits or {},
-        available=available,
-        held=held,
-        members_by_tier=tiers or {},
-    )
-
-
-EVERY_KIND = totals(
-    points={
-        "EARN": 500,
-        "BONUS": 100,
-        "ADJUST": -10,  # +40 and -50
-        "REFUND": -50,
-        "REDEEM": -300,
-        "CANCEL": 100,
-        "EXPIRE": -20,
-    },
-    credits={"EARN": 500, "BONUS": 100, "ADJUST": 40, "CANCEL": 100},
-    available=200,
-    held=30,
-    tiers={"Bronze": 2, "Gold": 1},
-)
-
-
-@pytest.mark.parametrize(
-    ("sums", "point_value", "issued", "redeemed", "expired", "outstanding", "liability", "rate"),
-    [
-        pytest.param(totals(), "0.01", 0, 0, 0, 0, "0.00", 0.0, id="empty-program"),
-        # issued 500 + 100 + 40 (adjustments up only) − 50 refunded; redeemed 300 − 100
-        pytest.param(EVERY_KIND, "0.01", 590, 200, 20, 230, "2.30", 200 / 590, id="every-kind"),
-        pytest.param(
-            totals({"REDEEM": -30}, available=-30), "0.01", 0, 30, 0, -30, "-0.30", 0.0,
-            id="nothing-issued-rate-zero",
-        ),
-        pytest.param(
-            totals({"EARN": 50, "REFUND": -80}), "0.01", -30, 0, 0, 0, "0.00", 0.0,
-            id="negative-issued-rate-zero",
-        ),
-        pytest.param(
-            totals({"EARN": 40, "REDEEM": -40}), "0.01", 40, 40, 0, 0, "0.00", 1.0, id="all-spent"
-        ),
-        # liability to the cent, half to even: 0.005 → 0.00, 0.015 → 0.02, 0.025 → 0.02
-        pytest.param(totals(available=1), "0.005", 0, 0, 0, 1, "0.00", 0.0, id="half-cent-down"),
-        pytest.param(totals(available=3), "0.005", 0, 0, 0, 3, "0.02", 0.0, id="half-cent-up"),
-        pytest.param(totals(available=5), "0.005", 0, 0, 0, 5, "0.02", 0.0, id="half-to-even"),
-        pytest.param(
-            totals(available=rules.MAX_BALANCE, held=rules.MAX_BALANCE), "0.01",
-            0, 0, 0, 2 * rules.MAX_BALANCE, "20000000.00", 0.0, id="large-balances-exact",
-        ),
-    ],
-)  # fmt: skip
-def test_program_stats(
-    sums: rules.ProgramTotals,
-    point_value: str,
-    issued: int,
-    redeemed: int,
-    expired: int,
-    outstanding: int,
-    liability: str,
-    rate: float,
-) -> None:
-    stats = rules.program_stats(sums, make_program(point_value=point_value))
-    assert (stats.points_issued, stats.points_redeemed, stats.points_expired) == (
-        issued,
-        redeemed,
-        expired,
-    )
-    assert stats.outstanding_points == outstanding
-    assert stats.liability == Decimal(liability) and str(stats.liability) == liability
-    assert stats.redemption_rate == rate and isinstance(stats.redemption_rate, float)
-
-
-def test_program_stats_list_every_tier_of_the_program_in_order() -> None:
-    stats = rules.program_stats(totals(tiers={"Gold": 1, "Bronze": 2, "Retired": 4}), PROGRAM)
-    assert (stats.members, stats.active_members_30d) == (7, 1)
-    assert stats.tiers == [("Bronze", 2), ("Silver", 0), ("Gold", 1)]
 
 
 # What a list of kinds asks of a history.
