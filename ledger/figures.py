@@ -168,6 +168,22 @@ def bucket_bounds(
     return bounds
 
 
+# The shortest period of each interval, in days: what bounds the buckets of a range in
+# any calendar.
+SHORTEST_DAYS = {Interval.DAY: 1, Interval.WEEK: 7, Interval.MONTH: 28}
+
+
+def most_buckets(start: datetime, end: datetime, interval: Interval) -> int:
+    """At most how many buckets `bucket_bounds` gives for [start, end) in any zone: the
+    whole periods that overlap the range, with a day to spare on each side for the
+    zone's offset. Cheap (no calendar walk), for costing a query before it runs; never
+    below 1, never above MAX_BUCKETS (beyond, the series itself is refused)."""
+    if end.tzinfo is None or start.tzinfo is None or end <= start:
+        return 1
+    days = (end - start).total_seconds() / 86400 + 2
+    return max(1, min(MAX_BUCKETS, int(days // SHORTEST_DAYS[interval]) + 2))
+
+
 @dataclass(frozen=True)
 class BucketSums:
     """The raw sums of one bucket: Σ points and Σ positive points per entry kind."""

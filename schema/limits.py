@@ -14,7 +14,9 @@ selects by the page size the resolver will use for the argument's coerced value
 (variables coerced as the executor coerces them: `100.0` is 100, `null` is the default
 page). `Member.orders(first:)` is costed so too (its default page is 5); `Member.profile`
 and `orders` cost no more per member than a ledger field, since their backends are asked
-once per page of members, not once per member. The cost is reported in `extensions.cost`;
+once per page of members, not once per member. `pointsSeries` multiplies the cost of
+what it selects by the most buckets its range can take (`ledger.figures.most_buckets`).
+The cost is reported in `extensions.cost`;
 above the limit the operation is refused before anything runs (QUERY_TOO_COMPLEX).
 """
 
@@ -31,6 +33,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLField,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
@@ -50,6 +53,7 @@ from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as create_alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 
+from ledger.figures import Interval, most_buckets
 from resolvers.errors import BAD_USER_INPUT, QUERY_TOO_COMPLEX
 from resolvers.pagination import cost_page
 
@@ -64,6 +68,8 @@ MAX_ALIASES = 30
 MAX_TOKENS = 2000
 MAX_REPEATS = 20
 PAGE_ARGUMENT = "first"
+# A time series costs what it selects once per bucket it can return.
+SERIES_FIELD = "pointsSeries"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 # A literal argument of the wrong type or out of a scalar's range is the caller's input,
 # as a variable's would be; every other rule's finding is a document that is not valid.
@@ -322,9 +328,18 @@ class Costing:
         inner = self.selections(node.selection_set, get_named_type(definition.type))
         multiplier = 1
         if PAGE_ARGUMENT in definition.args:
+            multiplier = cost_page(self.arguments(definition, node).get(PAGE_ARGUMENT))
+        elif node.name.value == SERIES_FIELD and parent.name == "Query":
+            arguments = self.arguments(definition, node)
             try:
-                arguments = get_argument_values(definition, node, self.variables)
-            except GraphQLError:
-                arguments = {}  # refused by the executor before anything runs
-            multiplier = cost_page(arguments.get(PAGE_ARGUMENT))
+                interval = Interval(arguments.get("interval", Interval.DAY))
+                multiplier = most_buckets(arguments["from"], arguments["to"], interval)
+            except (KeyError, ValueError, TypeError):
+                multiplier = 1  # refused by the executor before anything runs
         return 1 + multiplier * inner
+
+    def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        try:
+            return get_argument_values(definition, node, self.variables)
+        except GraphQLError:
+            return {}  # refused by the executor before anything runs

@@ -60,7 +60,47 @@
     }).then(function (response) { return response.json(); });
   }
 
-  var root = ReactDOM.createRoot(document.getElementById("graphiql"));
+  // GraphiQL 3 leaves its editors' text areas unlabelled and their scroll regions out of
+  // the keyboard's reach; name each after its editor and let the scroll region take focus
+  // (GraphiQL renders and re-renders them, so this follows the DOM).
+  function editorName(editor) {
+    if (editor.closest(".graphiql-query-editor")) return "Query editor";
+    if (editor.closest(".graphiql-response")) return "Response";
+    var tool = editor.closest(".graphiql-editor-tool .graphiql-editor");
+    if (tool) {
+      var tabs = document.querySelectorAll(".graphiql-editor-tools button[role=tab]");
+      for (var i = 0; i < tabs.length; i += 1) {
+        if (tabs[i].getAttribute("aria-selected") === "true") return tabs[i].textContent + " editor";
+      }
+      return "Editor";
+    }
+    return "Editor";
+  }
+
+  function labelEditors(container) {
+    var editors = container.querySelectorAll(".CodeMirror");
+    for (var i = 0; i < editors.length; i += 1) {
+      var name = editorName(editors[i]);
+      var area = editors[i].querySelector("textarea");
+      if (area && area.getAttribute("aria-label") !== name) area.setAttribute("aria-label", name);
+      var scroll = editors[i].querySelector(".CodeMirror-scroll");
+      if (scroll && scroll.getAttribute("tabindex") !== "0") {  // CodeMirror sets -1
+        scroll.setAttribute("tabindex", "0");
+        scroll.setAttribute("role", "region");
+        scroll.setAttribute("aria-label", name + " (scroll)");
+      }
+    }
+  }
+
+  var container = document.getElementById("graphiql");
+  new MutationObserver(function () { labelEditors(container); }).observe(container, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ["aria-selected", "class"],
+  });
+
+  var root = ReactDOM.createRoot(container);
   root.render(
     React.createElement(GraphiQL, {
       fetcher: fetcher,

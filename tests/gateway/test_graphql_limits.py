@@ -328,3 +328,27 @@ async def test_many_writes_by_members_naming_themselves_do_not_starve_the_pool(g
     assert all(
         a.data["updateMember"] == {"member": {"name": "N"}, "userErrors": []} for a in answers
     )
+
+
+SERIES_BY_ALIAS = """query($f: DateTime!, $t: DateTime!, $i: Interval!) { %s }"""
+
+
+async def test_a_time_series_costs_its_fields_once_per_bucket(gw: Gateway) -> None:
+    token = await gw.token()
+    year = {"f": "2026-01-01T00:00:00Z", "t": "2027-01-01T00:00:00Z"}
+    one = "s0: pointsSeries(from: $f, to: $t, interval: $i) { start issued redeemed }"
+    daily = await gw.graphql(SERIES_BY_ALIAS % one, {**year, "i": "DAY"}, token)
+    # 365 days, with a day to spare each side for the zone: more than the 366 a series may
+    # have, so it costs the most a series can.
+    assert daily.body["extensions"]["cost"] == {"requested": 1 + 366 * 3, "limit": 5000}
+    monthly = await gw.graphql(SERIES_BY_ALIAS % one, {**year, "i": "MONTH"}, token)
+    assert monthly.body["extensions"]["cost"]["requested"] == 1 + 15 * 3
+
+    many = " ".join(
+        f"s{n}: pointsSeries(from: $f, to: $t, interval: $i) {{ start issued redeemed }}"
+        for n in range(30)
+    )
+    response = await gw.graphql(SERIES_BY_ALIAS % many, {**year, "i": "DAY"}, token)
+    assert response.codes == ["QUERY_TOO_COMPLEX"], response.body
+    assert response.body["errors"][0]["extensions"]["cost"] == 30 * (1 + 366 * 3)
+    assert "data" not in response.body or response.body["data"] is None  # nothing ran

@@ -16,7 +16,7 @@ from playwright.async_api import Browser, expect
 
 from gateway import pages
 from tests.conftest import sqlite_url
-from tests.support.browser import AXE, offline, screenshot, watch
+from tests.support.browser import AXE, axe, offline, screenshot, watch
 from tests.support.gateway import Gateway, running_gateway
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -64,6 +64,18 @@ async def test_graphiql_renders_and_runs_a_query_with_only_the_gateway_reachable
     assert aborted == [], aborted  # it asked for nothing outside the gateway
     assert all(url.startswith(gateway.url) for url in seen.requests), seen.requests
     assert seen.clean(), seen.errors  # no refused policy, no failed script
+    await context.close()
+
+
+async def test_graphiql_has_no_serious_accessibility_violations(
+    gateway: Gateway, browser: Browser
+) -> None:
+    context = await browser.new_context(bypass_csp=True)  # axe is injected inline
+    page = await context.new_page()
+    await page.goto(gateway.url + "/graphql", wait_until="load")
+    await expect(page.locator(".graphiql-query-editor .CodeMirror")).to_be_visible(timeout=15_000)
+    await page.get_by_role("button", name="Headers").click()  # the editor tools open too
+    assert await axe(page) == []
     await context.close()
 
 
