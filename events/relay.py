@@ -149,6 +149,10 @@ class OutboxRelay:
             session.info.setdefault(_WROTE_OUTBOX, []).extend(rows)
 
     def _after_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            # SQLAlchemy fires after_commit for a released savepoint too: the rows are
+            # committed (and visible to other reads) only when the outermost one is.
+            return
         rows: list[OutboxEvent] = session.info.pop(_WROTE_OUTBOX, [])
         # A row a rolled-back savepoint wrote is no longer persistent: never published.
         # One not fully loaded is left to the claim (reading it here would be I/O).

@@ -280,6 +280,8 @@ class WebhookDispatcher:
             session.info[_WROTE_DELIVERY] = True
 
     def _after_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # a released savepoint: the deliveries are not committed yet
         if session.info.pop(_WROTE_DELIVERY, False):
             self._scan = True
             self.wake.set()

@@ -16,7 +16,7 @@ var scriptOrigin = document.currentScript ? new URL(document.currentScript.src).
 var BALANCE = "query LoyaltyWidget { me { points { available pending } " +
   "tier { current { name } next { name } toNext } } }";
 var LIVE = "subscription LoyaltyWidgetLive { pointsChanged { available pending tier } }";
-var READ_AFTER_EVENT_MS = 750;
+var READ_AFTER_EVENT_MS = 100; // a burst of events is read once
 var STYLE = [
   ":host { display: inline-block; font: 16px/1.4 system-ui, sans-serif; color: #1b1b1b; }",
   ".card { background: #fff; border: 1px solid #6b6b6b; border-radius: 8px; padding: 12px 16px; min-width: 12rem; }",
@@ -141,8 +141,7 @@ class LoyaltyWidget extends HTMLElement {
         if (!event || token !== widget._token) return;
         widget._shown++;
         widget._render(event.available, event.pending, event.tier, null);
-        // The distance to the next tier, read a moment later: a read sent the instant
-        // the event arrives may still answer the balance from before it.
+        // The distance to the next tier, read once a burst of events has passed.
         window.clearTimeout(widget._later);
         widget._later = window.setTimeout(function () { widget._load(token); }, READ_AFTER_EVENT_MS);
       },

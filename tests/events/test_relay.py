@@ -156,3 +156,32 @@ async def test_a_commit_is_published_before_any_claim_and_then_only_marked(
         await relay.stop()
     async with database.reading() as session:
         assert list(await session.scalars(select(OutboxEvent.type))) == ["kept"]
+
+
+async def test_nothing_is_published_before_the_outermost_commit(
+    database: Database, clock: Clock
+) -> None:
+    bus = RecordingBus()
+    relay = OutboxRelay(database, bus, clock, interval=60)
+    relay.start()
+    try:
+        with contextlib.suppress(LookupError):
+            async with database.transaction() as session:
+                async with session.begin_nested():  # released: committed only with the rest
+                    session.add(_row(clock, "in.a.savepoint"))
+                await session.flush()
+                await asyncio.sleep(0.2)  # the relay had its chance to publish
+                assert bus.published == []
+                raise LookupError  # and the whole transaction rolls back
+        async with database.transaction() as session:
+            async with session.begin_nested():
+                session.add(_row(clock, "committed"))
+            await asyncio.sleep(0.2)
+            assert bus.published == []  # not until the outermost commit
+        async with asyncio.timeout(5):
+            while not bus.published:  # noqa: ASYNC110 (the bus's list, not an event)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert [e.type for e in bus.published] == ["committed"]
+    finally:
+        await relay.stop()

@@ -14,7 +14,8 @@ const ACCOUNT = `query StorefrontAccount {
   }
 }`;
 
-const READ_AFTER_EVENT_MS = 750;
+// Events that come in a burst (a capture and the purchase it paid) are read once.
+const READ_AFTER_EVENT_MS = 100;
 
 const REDEEM = `mutation StorefrontRedeem($key: String!, $reward: ID!) {
   redeemReward(input: {idempotencyKey: $key, rewardId: $reward}) {
@@ -121,8 +122,7 @@ function Account({ onSignOut }) {
     shown.current++;
     setPoints((before) => ({ ...(before || {}), available: event.available, pending: event.pending, held: event.held }));
     setAnnouncement(`Your balance changed: ${event.available} points available, ${event.pending} pending.`);
-    // The rest a moment later: a read sent the instant the event arrives may still
-    // answer the balance from before it.
+    // The rest with one read (an event is published once its change is visible to reads).
     window.clearTimeout(pending.current);
     pending.current = window.setTimeout(load, READ_AFTER_EVENT_MS);
   }, connection), [load, connection]);
