@@ -11,6 +11,7 @@ and its CRM (a fake HubSpot on a loopback port, with a contact for Ada and Grace
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import tempfile
@@ -32,6 +33,7 @@ from backends.fakes.identity import FakeIdentityProvider
 from backends.fakes.shopify import FakeShopify
 from gateway.admin import StaffSignIn
 from gateway.app import create_app
+from gateway.demo_receiver import DemoReceiver
 from gateway.demo_store import DemoStore
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
@@ -47,7 +49,7 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, Commerce, Crm, Program, load_program
+from ledger.program import DEMO_PROGRAM, Commerce, Crm, OutgoingWebhook, Program, load_program
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 
@@ -221,7 +223,8 @@ First mutation, with the partner token:
 A new partner token: curl -s -u {credentials.client_id}:{credentials.client_secret} \\
   -d grant_type=client_credentials {base}/oauth/token
 
-The CRM is a fake HubSpot and the store a fake Shopify:
+The program's webhooks go, signed, to a receiver standing in for the store's email
+service (listed in the dashboard). The CRM is a fake HubSpot and the store a fake Shopify:
   {{ me {{ profile {{ firstName lifecycleStage company }} orders {{ name total createdAt }} }} }}
 
 Metrics: {base}/metrics   Stop: Ctrl-C
@@ -242,6 +245,7 @@ class RunningDemo:
     crm: FakeHubSpot
     shop: FakeShopify
     store: DemoStore
+    receiver: DemoReceiver  # the store's email service, receiving the outgoing webhooks
     credentials: ClientCredentials
     partner: str
     serving: asyncio.Task[None]  # done when the server stops (Ctrl-C)
@@ -281,10 +285,12 @@ async def running_demo(
     url = f"sqlite+aiosqlite:///{directory / 'demo.db'}"
     crm, shop = demo_backends()
     shop_secret = secrets.token_hex(32)  # the Shopify app's client secret
+    receiver = DemoReceiver(secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     async with (
         FakeIdentityProvider(audience=DEMO_AUDIENCE, algorithm="ES256").serving() as identity,
         crm.serving(),
         shop.serving(),
+        receiver.serving(),
     ):
         base = load_program(DEMO_PROGRAM)
         program = base.model_copy(
@@ -295,13 +301,20 @@ async def running_demo(
                 "webhook_secrets": base.webhook_secrets.model_copy(
                     update={"shopify": (shop_secret,)}
                 ),
+                "webhooks": (OutgoingWebhook(url=receiver.url, secret=receiver.secret),),
             }
         )
         issuer = f"http://{host}:{port}"
         for topic in ("orders/paid", "refunds/create", "customers/create"):
             shop.subscribe(topic, f"{issuer}/webhooks/{program.id}/shopify", shop_secret)
         await prepare(url, program)
-        settings = Settings(database_url=url, issuer=issuer, allowed_origins=allowed_origins)
+        # The demo's receiver is on loopback, which real deployments refuse (SSRF guard).
+        settings = Settings(
+            database_url=url,
+            issuer=issuer,
+            allowed_origins=allowed_origins,
+            allow_private_webhooks=True,
+        )
         store = DemoStore(identity, shop, DEMO_SHOPPERS)
         app = create_app(settings, programs={program.id: program}, extra_routes=store.routes())
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
@@ -318,7 +331,17 @@ async def running_demo(
             store_client = await client(app, program.id, "Demo store", STORE_SCOPES)
             store.connect(issuer, program.id, program.point_value, store_client)
             yield RunningDemo(
-                issuer, app, program, identity, crm, shop, store, credentials, partner, serving
+                issuer,
+                app,
+                program,
+                identity,
+                crm,
+                shop,
+                store,
+                receiver,
+                credentials,
+                partner,
+                serving,
             )
         finally:
             server.should_exit = True

@@ -379,6 +379,30 @@ async def test_the_store_got_paid_button_sends_a_signed_webhook_and_the_balance_
     await page.close()
 
 
+DELIVERED = """{ webhookDeliveries(first: 100, direction: OUT) { edges { node {
+  topic outcome lastStatus } } } }"""
+
+
+async def test_the_demo_sends_its_webhooks_signed_to_the_store_and_lists_them(
+    demo: Demo,
+) -> None:
+    """The seeded history's events reach the demo's receiver, verified with the
+    `standardwebhooks` package, and the API lists each delivery as succeeded."""
+    receiver = demo.running.receiver
+    async with demo.http.post(receiver.url, data=b"{}") as forged:
+        assert forged.status == 401  # unsigned: refused
+    await until(lambda: len(receiver.received) >= 9, within=15)
+    topics = [payload["type"] for payload in receiver.received]
+    assert topics.count("member.enrolled") == 3  # Ada, Grace, and 1003 by its first order
+    assert {"points.earned", "reward.redeemed"} <= set(topics)
+    assert all(payload["data"]["memberId"] for payload in receiver.received)
+    nodes = [e["node"] for e in (await demo.partner(DELIVERED))["webhookDeliveries"]["edges"]]
+    delivered = [n for n in nodes if n["outcome"] == "DELIVERED"]
+    assert len(delivered) >= len(receiver.received)
+    assert {n["lastStatus"] for n in delivered} == {204}
+    assert receiver.refused == 1
+
+
 async def test_the_store_backend_refuses_what_it_must(demo: Demo) -> None:
     api = demo.url + "/demo/api/"
     async with demo.http.post(api + "sign-in", json={"email": "mallory@example.com"}) as r:
