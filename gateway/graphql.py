@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -129,6 +130,15 @@ def _authorization(request: Request) -> str | None:
     if len(values) > 1:
         raise Refusal(400, "BAD_REQUEST", "send one Authorization header")
     return values[0] if values else None
+
+
+def encode_json(data: object) -> bytes:
+    """A response body: orjson, or the standard library for what orjson refuses (a lone
+    surrogate quoted from the caller's text, an integer past 64 bits), escaped to ASCII."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_json(data: str | bytes) -> object:
@@ -351,8 +361,21 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str | bytes:
         # A subscription result shared by many subscriptions was encoded once for all.
+        # Text, not bytes: a WebSocket message of graphql-transport-ws is a text frame.
         text = encoded(data)
-        return text if text is not None else super().encode_json(data)
+        return text if text is not None else encode_json(data).decode()
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """Strawberry's HTTP answer, its body encoded straight to bytes."""
+        response = Response(
+            encode_json(response_data), status_code=200, media_type="application/json"
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Every error with a code, the unexpected masked; counted by code."""
