@@ -33,6 +33,7 @@ from events.webhooks import WebhookDispatcher
 from gateway import admin, oauth, pages, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.webhooks_in import InboundWebhooks
@@ -89,6 +90,7 @@ def create_app(
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
     oauth_rate_limiter = RateLimiter.for_broker(settings.oauth_rate_limit, settings.broker_url)
     revocations = RevocationWatch(hub, settings.revocation_check)
+    persisted = PersistedQueries(settings.broker_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -159,6 +161,7 @@ def create_app(
             await relay.stop()
             await bus.close()
             await rate_limiter.close()
+            await persisted.close()
             await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await inbound.rate_limiter.close()
             await http.close()
@@ -182,6 +185,7 @@ def create_app(
         max_subscriptions=settings.max_subscriptions,
         revocations=revocations,
         backends=lambda: getattr(app.state, "backends", None),
+        persisted=persisted,
     )
     app.state.oauth_rate_limiter = oauth_rate_limiter
     inbound = InboundWebhooks(
