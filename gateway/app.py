@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -32,6 +33,7 @@ from events.webhooks import WebhookDispatcher
 from gateway import admin, oauth, pages, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.webhooks_in import InboundWebhooks
@@ -88,6 +90,7 @@ def create_app(
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
     oauth_rate_limiter = RateLimiter.for_broker(settings.oauth_rate_limit, settings.broker_url)
     revocations = RevocationWatch(hub, settings.revocation_check)
+    persisted = PersistedQueries(settings.broker_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -143,6 +146,9 @@ def create_app(
                 jobs = asyncio.create_task(
                     scheduler.run_forever(service, database, settings.jobs_interval, clock)
                 )
+            # What start-up built lives as long as the process: out of the collector's
+            # sight, so its full collections stop walking it on every request's garbage.
+            gc.freeze()
             yield
         finally:
             if jobs is not None:
@@ -155,6 +161,7 @@ def create_app(
             await relay.stop()
             await bus.close()
             await rate_limiter.close()
+            await persisted.close()
             await oauth_rate_limiter.close()  # its Redis connections, like the other's
             await inbound.rate_limiter.close()
             await http.close()
@@ -178,6 +185,7 @@ def create_app(
         max_subscriptions=settings.max_subscriptions,
         revocations=revocations,
         backends=lambda: getattr(app.state, "backends", None),
+        persisted=persisted,
     )
     app.state.oauth_rate_limiter = oauth_rate_limiter
     inbound = InboundWebhooks(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -23,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -36,6 +37,7 @@ from events.bus import Hub
 from gateway import pages, unavailable
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries, PersistedQueryError
 from gateway.ratelimit import RateLimiter
 from gateway.websocket import (
     CLOSE_RATE_LIMITED,
@@ -131,6 +133,15 @@ def _authorization(request: Request) -> str | None:
     return values[0] if values else None
 
 
+def encode_json(data: object) -> bytes:
+    """A response body: orjson, or the standard library for what orjson refuses (a lone
+    surrogate quoted from the caller's text, an integer past 64 bits), escaped to ASCII."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
 def decode_json(data: str | bytes) -> object:
     """JSON as the endpoint accepts it: an object or a list, nested at most
     `MAX_JSON_DEPTH` deep; anything else is a 400. (Strings no database can store,
@@ -215,6 +226,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         max_subscriptions: int = 20,
         revocations: RevocationWatch | None = None,
         backends: Callable[[], Backends | None] = lambda: None,
+        persisted: PersistedQueries | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -236,6 +248,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.clock = clock
         self.timeout = timeout
         self.suggestions = introspection
+        self.persisted = persisted or PersistedQueries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -339,6 +352,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             code = HTTP_CODES.get(refused.status_code, "BAD_REQUEST")
             self.metrics.errors.labels(code).inc()
             response = Refusal(refused.status_code, code, refused.reason).response(request_id)
+        except PersistedQueryError as refused:
+            self.metrics.errors.labels(refused.code).inc()
+            # An unknown hash must not be cached by a CDN: the text may be there next time.
+            headers = {"Cache-Control": "private, no-cache, must-revalidate"}
+            found = Refusal(refused.status, refused.code, refused.message, headers)
+            response = found.response(request_id)
         await response(scope, receive, send_with_id)
 
     async def render_graphql_ide(self, request: Any) -> Response:
@@ -349,10 +368,37 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET that names a persisted query has no `query` parameter, and is no browser.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, its query text looked up by hash when it is a persisted query
+        (`gateway.persisted`)."""
+        parsed = await super().parse_http_body(request)
+        for data in parsed if isinstance(parsed, list) else [parsed]:
+            data.query = await self.persisted.resolve(data.query, data.extensions)
+        return parsed
+
     def encode_json(self, data: object) -> str | bytes:
         # A subscription result shared by many subscriptions was encoded once for all.
+        # Text, not bytes: a WebSocket message of graphql-transport-ws is a text frame.
         text = encoded(data)
-        return text if text is not None else super().encode_json(data)
+        return text if text is not None else encode_json(data).decode()
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """Strawberry's HTTP answer, its body encoded straight to bytes."""
+        response = Response(
+            encode_json(response_data), status_code=200, media_type="application/json"
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Every error with a code, the unexpected masked; counted by code."""
