@@ -124,8 +124,10 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         refunded_quantities=[0] * len(priced),
         lot_id=lot.id,
     )
-    if not await write_repository.insert_new(scope.session, order):
+    stored = await write_repository.insert_unless_exists(scope.session, order)
+    if stored is None:
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
+    order = stored
     outbox.record_entry(scope.session, entry, account, scope.now)
     if lot.status == LotStatus.AVAILABLE:
         await tiers.evaluate_tier(scope, account)
