@@ -68,7 +68,12 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
     await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
-    if await write_repository.order_by_order_id(scope.session, scope.program_id, command.order_id):
+    # The order id's lock keeps both answers true until this transaction ends: no refund
+    # of it can be kept meanwhile.
+    earned, refunds_waiting = await write_repository.order_state(
+        scope.session, scope.program_id, command.order_id
+    )
+    if earned:
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(scope, command)
     # A first purchase pays the referrer too: both accounts are locked in one go, in id
@@ -133,7 +138,8 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         await tiers.evaluate_tier(scope, account)
     if referrer_id is not None:
         await _referral_bonuses(scope, member, accounts, referrer_id)
-    await _apply_pending_refunds(scope, order)
+    if refunds_waiting:
+        await _apply_pending_refunds(scope, order)
     return Outcome(member_id=member.id, entry_id=entry.id)
 
 

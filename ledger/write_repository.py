@@ -114,6 +114,19 @@ async def order_by_order_id(
     return await session.scalar(query)
 
 
+async def order_state(session: AsyncSession, program_id: str, order_id: str) -> tuple[bool, bool]:
+    """Whether the order id has earned already, and whether refunds of it wait for its
+    purchase: both in one round trip."""
+    earned = select(Order.id).where(Order.program_id == program_id, Order.order_id == order_id)
+    waiting = select(PendingRefund.id).where(
+        PendingRefund.program_id == program_id,
+        PendingRefund.order_id == order_id,
+        PendingRefund.applied_at.is_(None),
+    )
+    row = (await session.execute(select(earned.exists(), waiting.exists()))).one()
+    return bool(row[0]), bool(row[1])
+
+
 async def lock_order_id(session: AsyncSession, program_id: str, order_id: str) -> None:
     """Serialize a purchase and a refund of one order id that has no order row yet
     (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer at a time)."""
