@@ -2,7 +2,10 @@
 
 One transaction per request, job or webhook: `Database.transaction()` opens it and
 commits once at the end. On SQLite every write transaction starts with BEGIN IMMEDIATE,
-so writers queue instead of failing on a lock upgrade; WAL keeps readers unblocked.
+so writers queue instead of failing on a lock upgrade; WAL keeps readers unblocked. The
+writers of one process queue first on an asyncio lock, in arrival order, so only one of
+them at a time waits on SQLite's lock (whose busy handler polls with growing sleeps, and
+would otherwise leave the database idle between one commit and the next writer's wake-up).
 
 `is_unavailable(exc)` tells a database that is away, restarting or locked (worth a
 retry later) from everything else (a bug). `Database(url, wait=s)` bounds how long a
@@ -11,6 +14,7 @@ request waits for a connection or a lock before it gets such an error.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -133,6 +137,14 @@ class Database:
         self.url = url
         self.engine = create_engine(url, wait, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time: this process's writers take turns here before
+        # BEGIN IMMEDIATE, waiting no longer than they would for SQLite's own lock.
+        self._writer: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
+        self._writer_wait = (
+            SQLITE_BUSY_TIMEOUT_MS / 1000
+            if wait is None
+            else min(wait, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -140,9 +152,21 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one write transaction, committed when the block succeeds."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session in one write transaction, committed when the block succeeds.
+
+        On SQLite the block runs holding the process's writer lock; a writer that waits
+        for it longer than the busy timeout gets TimeoutError (`is_unavailable`)."""
+        if self._writer is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with asyncio.timeout(self._writer_wait):
+            await self._writer.acquire()
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        finally:
+            self._writer.release()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -68,7 +68,12 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
     await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
-    if await write_repository.order_by_order_id(scope.session, scope.program_id, command.order_id):
+    # The order id's lock keeps both answers true until this transaction ends: no refund
+    # of it can be kept meanwhile.
+    earned, refunds_waiting = await write_repository.order_state(
+        scope.session, scope.program_id, command.order_id
+    )
+    if earned:
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
     member = await _purchaser(scope, command)
     # A first purchase pays the referrer too: both accounts are locked in one go, in id
@@ -124,14 +129,17 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         refunded_quantities=[0] * len(priced),
         lot_id=lot.id,
     )
-    if not await write_repository.insert_new(scope.session, order):
+    stored = await write_repository.insert_unless_exists(scope.session, order)
+    if stored is None:
         raise DuplicateOrder(f"order {command.order_id!r} already earned", ["orderId"])
+    order = stored
     outbox.record_entry(scope.session, entry, account, scope.now)
     if lot.status == LotStatus.AVAILABLE:
         await tiers.evaluate_tier(scope, account)
     if referrer_id is not None:
         await _referral_bonuses(scope, member, accounts, referrer_id)
-    await _apply_pending_refunds(scope, order)
+    if refunds_waiting:
+        await _apply_pending_refunds(scope, order)
     return Outcome(member_id=member.id, entry_id=entry.id)
 
 

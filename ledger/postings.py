@@ -79,7 +79,7 @@ async def _add_entry(
     dedupe_key: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> Entry:
-    entry = Entry(
+    new = Entry(
         program_id=scope.program_id,
         member_id=account.member_id,
         kind=kind,
@@ -96,9 +96,7 @@ async def _add_entry(
         dedupe_key=dedupe_key,
         details=details,
     )
-    scope.session.add(entry)
-    await scope.session.flush()
-    return entry
+    return await write_repository.insert_row(scope.session, new)
 
 
 async def credit(
@@ -132,17 +130,18 @@ async def credit(
         field,
     )
     expires = rules.expires_at(available, scope.program.expiry_days)
-    lot = Lot(
-        program_id=scope.program_id,
-        member_id=account.member_id,
-        points=points,
-        remaining=points,
-        status=LotStatus.PENDING if is_pending else LotStatus.AVAILABLE,
-        available_at=available,
-        expires_at=expires,
+    lot = await write_repository.insert_row(
+        scope.session,
+        Lot(
+            program_id=scope.program_id,
+            member_id=account.member_id,
+            points=points,
+            remaining=points,
+            status=LotStatus.PENDING if is_pending else LotStatus.AVAILABLE,
+            available_at=available,
+            expires_at=expires,
+        ),
     )
-    scope.session.add(lot)
-    await scope.session.flush()
     entry = await _add_entry(
         scope,
         account,

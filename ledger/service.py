@@ -161,11 +161,9 @@ class LoyaltyService:
         On PostgreSQL a concurrent first run holds the key's row uncommitted; the insert
         here waits for it, then fails, and the committed outcome is read and replayed.
         """
-        stored = await write_repository.idempotency_record(
-            scope.session, scope.program_id, client_id, key
-        )
-        if stored is None:
-            record = IdempotencyRecord(
+        record = await write_repository.insert_unless_exists(
+            scope.session,
+            IdempotencyRecord(
                 program_id=scope.program_id,
                 client_id=client_id,
                 key=key,
@@ -173,12 +171,13 @@ class LoyaltyService:
                 request_hash=request_hash,
                 response={},
                 created_at=scope.now,
-            )
-            if await write_repository.insert_new(scope.session, record):
-                return record
-            stored = await write_repository.idempotency_record(
-                scope.session, scope.program_id, client_id, key
-            )
+            ),
+        )
+        if record is not None:
+            return record
+        stored = await write_repository.idempotency_record(
+            scope.session, scope.program_id, client_id, key
+        )
         if stored is None or not stored.response:
             return _refused(IdempotencyConflict("this key is in use by a request still running"))
         if stored.request_hash != request_hash or stored.operation != operation:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,6 +112,19 @@ async def order_by_order_id(
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     return await session.scalar(query)
+
+
+async def order_state(session: AsyncSession, program_id: str, order_id: str) -> tuple[bool, bool]:
+    """Whether the order id has earned already, and whether refunds of it wait for its
+    purchase: both in one round trip."""
+    earned = select(Order.id).where(Order.program_id == program_id, Order.order_id == order_id)
+    waiting = select(PendingRefund.id).where(
+        PendingRefund.program_id == program_id,
+        PendingRefund.order_id == order_id,
+        PendingRefund.applied_at.is_(None),
+    )
+    row = (await session.execute(select(earned.exists(), waiting.exists()))).one()
+    return bool(row[0]), bool(row[1])
 
 
 async def lock_order_id(session: AsyncSession, program_id: str, order_id: str) -> None:
@@ -229,6 +243,37 @@ async def insert_new(session: AsyncSession, row: Base) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+Row = TypeVar("Row", bound=Base)
+
+
+def _values(row: Base) -> dict[str, Any]:
+    """The column values set on a new, unsaved object (the rest take their defaults)."""
+    state = row.__dict__
+    return {
+        attr.key: state[attr.key] for attr in inspect(type(row)).column_attrs if attr.key in state
+    }
+
+
+async def insert_row(session: AsyncSession, row: Row) -> Row:
+    """Insert the new object `row` in one INSERT ... RETURNING, without a unit-of-work
+    flush; returns the stored row (ids filled in), persistent in the session. `row`
+    itself stays unsaved: use the returned object."""
+    model = type(row)
+    statement = insert(model).values(_values(row)).returning(model)
+    return (await session.scalars(statement)).one()
+
+
+async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:
+    """`insert_row`, or None with nothing written when a row of the same unique key is
+    there already (INSERT ... ON CONFLICT DO NOTHING: no savepoint needed). On PostgreSQL
+    a concurrent insert of that key makes this one wait for it to commit (then None) or
+    roll back (then the row)."""
+    model = type(row)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(_values(row)).on_conflict_do_nothing().returning(model)
+    return (await session.scalars(statement)).one_or_none()
 
 
 async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
