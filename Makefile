@@ -34,7 +34,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(AUDIT)
 	$(BIN)/pytest
 
+# The load generator of the bench, from Debian's packages when it is missing.
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+	  || (sudo apt-get update -qq && sudo apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
 clean:
