@@ -33,7 +33,7 @@ def table(rows: list[Row]) -> str:
             f"{ratio} | {row.latency or '–'} |"
         )
     notes = [f"- {row.id} ({row.database}): {row.note}" for row in rows if row.note]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def others() -> str:
@@ -56,9 +56,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     args = parser.parse_args()
     harness.require_wrk()
-    sizes = (
-        http_rows.SMOKE if args.smoke else http_rows.FULL if args.full else http_rows.Sizes()
-    )
+    sizes = http_rows.SMOKE if args.smoke else http_rows.FULL if args.full else http_rows.Sizes()
     rows = http_rows.run("sqlite", sizes)
     postgres = sizes.postgres_rows
     rows += http_rows.run("postgres", sizes, postgres)

@@ -22,7 +22,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from gateway.migrate import upgrade_async
 

@@ -65,13 +65,17 @@ class Server:
                 stderr=log,
             )
         pin(self.process.pid, SERVER_CPU)
+
+    def wait(self) -> Server:
+        """Return once the server listens."""
+        name = self.name
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.output()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
+                    return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{name} did not listen in time: {self.output()}")
@@ -133,9 +137,9 @@ def partner_token(server: Server, database_url: str) -> str:
 
     every = scopes.render(scopes.ALL)
     env = {**os.environ, "LOYALTY_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    create = ["clients", "create", "--program", "acme", "--name", "bench", "--scopes", every]
     done = subprocess.run(
-        [sys.executable, "-c", CLI, "clients", "create", "--program", "acme"]
-        + ["--name", "bench", "--scopes", every],
+        [sys.executable, "-c", CLI, *create],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from bench import dataset, harness
 from bench.harness import Load, Measure, Server
@@ -160,9 +160,9 @@ def run(kind: str, sizes: Sizes, only: frozenset[str] | None = None) -> list[Row
     with databases(kind) as (_, urls):
         url = next(urls)
         asyncio.run(dataset.build(url, sizes.members, sizes.entries))
-        gateway = harness.gateway(url)
-        floor = harness.floor(url)
+        gateway, floor = harness.gateway(url), harness.floor(url)  # both start at once
         try:
+            gateway.wait(), floor.wait()
             token = harness.partner_token(gateway, url)
             read = Load("/graphql", [READ_BODY], sizes.members, token)
             r1 = None
@@ -204,7 +204,7 @@ def _r6(url: str, sizes: Sizes, name: str, small: Measure) -> Row:
     began = time.monotonic()
     asyncio.run(dataset.build(url, sizes.big_members, sizes.entries))
     built = time.monotonic() - began
-    gateway = harness.gateway(url)
+    gateway = harness.gateway(url).wait()
     try:
         token = harness.partner_token(gateway, url)
         _probe(gateway, "/graphql", READ_BODY, token)
@@ -257,8 +257,7 @@ def _memory(gateway: Server, token: str, sizes: Sizes, name: str) -> Row:
         f"at start {start:.1f} MB",
         growth,
         "",
-        f"ratio is RSS at {second} s / at {first} s (≤ 1.10 is the target); "
-        f"{requests} requests",
+        f"ratio is RSS at {second} s / at {first} s (≤ 1.10 is the target); {requests} requests",
     )
 
 
@@ -266,7 +265,7 @@ def _r7(url: str, sizes: Sizes, name: str) -> Row:
     members = max(1, sizes.redeem_clients)
     # 500 points each (10 entries of 50): exactly one "five-off" (500 points) per member.
     asyncio.run(dataset.build(url, members, 10))
-    gateway = harness.gateway(url)
+    gateway = harness.gateway(url).wait()
     try:
         token = harness.partner_token(gateway, url)
         outcome = asyncio.run(_redeem(gateway.url, token, sizes))
@@ -306,7 +305,7 @@ async def _redeem(base: str, token: str, sizes: Sizes) -> tuple[float, list[floa
             try:
                 async with http.post(base + "/graphql", json=body, headers=headers) as answer:
                     result = await answer.json()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 errors += 1
                 continue
             latencies.append((time.perf_counter() - sent) * 1000)
