@@ -54,7 +54,9 @@ class Server:
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.name = name
         self.port = free_port()
-        self.log = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
+        handle, log_path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
+        os.close(handle)
+        self.log = Path(log_path)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [*command, "--host", "127.0.0.1", "--port", str(self.port)],
