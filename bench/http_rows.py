@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +273,9 @@ def _r7(url: str, sizes: Sizes, name: str) -> Row:
     finally:
         gateway.stop()
     overspent = asyncio.run(_overspend(url))
-    elapsed, latencies, issued, errors = outcome
+    elapsed, latencies, outcomes = outcome
+    issued = outcomes.pop("redeemed", 0)
+    others = ", ".join(f"{n} {code}" for code, n in outcomes.most_common())
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
     return Row(
         "R7",
@@ -282,21 +285,23 @@ def _r7(url: str, sizes: Sizes, name: str) -> Row:
         f"overspent members: {overspent}",
         None,
         f"p50 {statistics.median(latencies):.0f} / p99 {p99:.0f} ms at saturation",
-        f"{issued} redeemed of {members} possible; {errors} transport errors",
+        f"{issued} redeemed of {members} possible (one each); the other attempts: "
+        f"{others or 'none'}",
     )
 
 
-async def _redeem(base: str, token: str, sizes: Sizes) -> tuple[float, list[float], int, int]:
+async def _redeem(base: str, token: str, sizes: Sizes) -> tuple[float, list[float], Counter[str]]:
+    """(seconds, latencies in ms, outcomes): `redeemed`, a user error's code, an error's
+    code, or `transport` (no answer)."""
     members = sizes.redeem_clients
     per_client = max(1, sizes.redeem_attempts // sizes.redeem_clients)
     latencies: list[float] = []
-    issued = errors = 0
+    outcomes: Counter[str] = Counter()
     headers = {"Authorization": f"Bearer {token}"}
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
 
     async def client(http: aiohttp.ClientSession, c: int) -> None:
-        nonlocal issued, errors
         for attempt in range(per_client):
             # Each attempt goes to a member other clients are redeeming for too.
             member = (c * 7 + attempt) % members + 1
@@ -304,19 +309,25 @@ async def _redeem(base: str, token: str, sizes: Sizes) -> tuple[float, list[floa
             sent = time.perf_counter()
             try:
                 async with http.post(base + "/graphql", json=body, headers=headers) as answer:
-                    result = await answer.json()
-            except (TimeoutError, aiohttp.ClientError):
-                errors += 1
+                    result = await answer.json(content_type=None)
+            except (TimeoutError, aiohttp.ClientError, ValueError):
+                outcomes["transport"] += 1
                 continue
             latencies.append((time.perf_counter() - sent) * 1000)
-            if (result.get("data") or {}).get("redeemReward", {}).get("redemption"):
-                issued += 1
+            payload = (result.get("data") or {}).get("redeemReward") or {}
+            if payload.get("redemption"):
+                outcomes["redeemed"] += 1
+            elif payload.get("userErrors"):
+                outcomes[str(payload["userErrors"][0].get("code"))] += 1
+            else:
+                errors = result.get("errors") or [{}]
+                outcomes[str(errors[0].get("extensions", {}).get("code", "error"))] += 1
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         began = time.perf_counter()
         await asyncio.gather(*(client(http, c) for c in range(sizes.redeem_clients)))
         elapsed = time.perf_counter() - began
-    return elapsed, latencies, issued, errors
+    return elapsed, latencies, outcomes
 
 
 async def _overspend(url: str) -> int:
