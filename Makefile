@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench wrk clean
 
 AUDIT := tests/audit/node_modules/.installed
 
@@ -31,10 +31,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(AUDIT)
+pytest: $(STAMP) $(AUDIT) wrk
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# The load generator of the bench (and of its smoke test), from Debian's packages.
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+	  || (sudo apt-get update -qq && sudo apt-get install -y -qq wrk)
+
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench
 
 clean:
