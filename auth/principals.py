@@ -11,12 +11,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
+
 from auth.members import MemberTokenVerifier
 from auth.server import AuthorizationServer
-from auth.tokens import InvalidToken, peek
+from auth.tokens import AccessToken, InvalidToken, peek
 from ledger.db import Database
 
 MAX_TOKEN_BYTES = 8 * 1024
+VERIFIED_TOKENS = 10_000  # partner tokens whose signature check is remembered
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Authenticator:
         self.authorization = authorization
         self.programs = programs
         self.member_verifiers = member_verifiers
+        # A token's signature and claims do not change: checked once, remembered until
+        # it expires (checked on every use) in a bounded LRU.
+        self._verified: LRUCache[str, AccessToken] = LRUCache(maxsize=VERIFIED_TOKENS)
 
     async def principal(self, header: str | None) -> Principal:
         """Anonymous without a header; `InvalidToken` for anything but a valid bearer
@@ -75,13 +81,24 @@ class Authenticator:
         return await self._member(token, claims)
 
     async def _partner(self, token: str) -> Partner:
-        claims = self.authorization.tokens.verify(token)  # no database work for a forgery
-        async with self.database.reading() as session:
-            if await self.authorization.is_revoked(session, claims.jti):
-                raise InvalidToken("revoked")
+        claims = self._verify(token)
+        # In memory: read at start, kept current by revocations here, the bus and the
+        # poll (`auth.revocations`); no SQL per request.
+        if claims.jti in self.authorization.revocations:
+            raise InvalidToken("revoked")
         if claims.program_id not in self.programs:
             raise InvalidToken(f"program {claims.program_id!r} is not served here")
         return Partner(claims.program_id, claims.client_id, claims.scopes, claims.jti)
+
+    def _verify(self, token: str) -> AccessToken:
+        tokens = self.authorization.tokens
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires_at > tokens.clock():
+            return claims
+        self._verified.pop(token, None)
+        claims = tokens.verify(token)  # at the expiry instant, the full check decides
+        self._verified[token] = claims
+        return claims
 
     async def _member(self, token: str, claims: Mapping[str, Any]) -> Shopper:
         issuer, audience = claims.get("iss"), claims.get("aud")

@@ -26,6 +26,7 @@ from auth.protocol import (
     claimed_client_ids,
     error_answer,
 )
+from auth.revocations import Revocations
 from auth.scopes import InvalidScope as InvalidScope
 from auth.secrets import hash_secret, in_key_worker, new_secret
 from auth.tokens import AccessToken, InvalidToken, SigningKey, TokenIssuer, peek
@@ -60,6 +61,7 @@ async def load_signing_key(session: AsyncSession, key_pem: bytes | None) -> Sign
 class AuthorizationServer:
     def __init__(self, tokens: TokenIssuer) -> None:
         self.tokens = tokens
+        self.revocations = Revocations(tokens.clock, tokens.lifetime)
 
     async def create_client(
         self, session: AsyncSession, program_id: str, name: str, scopes: frozenset[str]
@@ -123,6 +125,8 @@ class AuthorizationServer:
             async with database.transaction() as session:
                 for claims in preloaded.revocations:
                     await repository.revoke(session, claims.jti, claims.expires_at)
+            for claims in preloaded.revocations:  # refused here from the next request on
+                self.revocations.add(claims.jti, claims.expires_at)
         return answer
 
     async def _preload(

@@ -97,6 +97,7 @@ def create_app(
         # A request waits at most half its time for a lock or a connection, then is
         # answered 503 (retry later) rather than running into its own timeout.
         database = Database(settings.database_url, wait=settings.operation_timeout / 2)
+        listening = contextlib.ExitStack()  # the hub's revocation listeners of this app
         http = aiohttp.ClientSession()
         backends = Backends(programs, metrics.backends)  # a session per program and backend
         jobs: asyncio.Task[None] | None = None
@@ -124,6 +125,9 @@ def create_app(
                     for program_id in programs:
                         await service.seed_rewards(session, program_id)
             authorization = AuthorizationServer(TokenIssuer(key, settings.issuer))
+            async with database.reading() as session:
+                await authorization.revocations.load(session)
+            listening.enter_context(hub.on_revocation(authorization.revocations.add))
             verifiers = {
                 program.id: MemberTokenVerifier(program.member_tokens, http)
                 for program in programs.values()
@@ -166,6 +170,7 @@ def create_app(
             await inbound.rate_limiter.close()
             await http.close()
             await backends.close()
+            listening.close()
             await database.dispose()
 
     app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])

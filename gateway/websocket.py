@@ -117,6 +117,9 @@ class RevocationWatch:
         while True:
             await asyncio.sleep(self.interval)
             try:
+                # The list requests check in memory, in case an announcement was lost.
+                async with database.reading() as session:
+                    await authorization.revocations.load(session)
                 await self.check(database, authorization)
             except (SQLAlchemyError, OSError) as exc:  # the database is away: next time
                 log.warning("revocation list not read: %s", exc)

@@ -38,22 +38,33 @@ M = TypeVar("M", bound=Base)
 
 async def members_by_ids(
     session: AsyncSession, program_id: str, ids: Sequence[int], *, forgotten: bool = False
-) -> dict[int, Member]:
-    query = select(Member).where(Member.program_id == program_id, Member.id.in_(ids))
-    if not forgotten:
-        query = query.where(Member.forgotten_at.is_(None))
-    return {member.id: member for member in await session.scalars(query)}
+) -> dict[int, tuple[Member, Account | None]]:
+    """Members by id with their accounts (None before the first posting), in one statement."""
+    rows = await _with_accounts(session, program_id, Member.id.in_(ids), forgotten)
+    return {member.id: (member, account) for member, account in rows}
 
 
 async def members_by_customer_ids(
     session: AsyncSession, program_id: str, customer_ids: Sequence[str]
-) -> dict[str, Member]:
-    query = select(Member).where(
-        Member.program_id == program_id,
-        Member.customer_id.in_(customer_ids),
-        Member.forgotten_at.is_(None),
+) -> dict[str, tuple[Member, Account | None]]:
+    """Members by customer id with their accounts, in one statement."""
+    rows = await _with_accounts(session, program_id, Member.customer_id.in_(customer_ids), False)
+    return {member.customer_id: (member, account) for member, account in rows}
+
+
+async def _with_accounts(
+    session: AsyncSession, program_id: str, which: Any, forgotten: bool
+) -> list[tuple[Member, Account | None]]:
+    # A member and its account are read together: nearly every read of a member asks
+    # for its points or tier, and one statement is one round trip instead of two.
+    query = (
+        select(Member, Account)
+        .outerjoin(Account, Account.member_id == Member.id)
+        .where(Member.program_id == program_id, which)
     )
-    return {member.customer_id: member for member in await session.scalars(query)}
+    if not forgotten:
+        query = query.where(Member.forgotten_at.is_(None))
+    return [(member, account) for member, account in await session.execute(query)]
 
 
 async def members_page(

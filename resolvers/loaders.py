@@ -28,6 +28,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 EXPIRING_WITHIN = timedelta(days=30)
+# Keys in one batch: one IN list a database takes comfortably (SQLite's default limit
+# of bound parameters is far above it); a longer list is read in several statements.
+MAX_BATCH = 500
 
 
 class Reader:
@@ -59,9 +62,13 @@ class BatchLoader(DataLoader[K, V], Generic[K, V]):
     """A DataLoader whose batch is one function call in the request's read transaction."""
 
     def __init__(
-        self, reader: Reader, fetch: Callable[[Any, list[K]], Awaitable[dict[K, V]]], default: V
+        self,
+        reader: Reader,
+        fetch: Callable[[Any, list[K]], Awaitable[dict[K, V]]],
+        default: V,
+        max_batch_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(max_batch_size=max_batch_size)
         self.reader = reader
         self.fetch = fetch
         self.default = default
@@ -123,19 +130,21 @@ class Loaders:
         def loader(
             fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, Any]]], default: Any = None
         ) -> Any:
-            return BatchLoader(reader, fetch, default)
+            return BatchLoader(reader, fetch, default, max_batch_size=MAX_BATCH)
 
-        self.member_by_id: DataLoader[int, Member | None] = loader(
-            lambda s, ids: read_repository.members_by_ids(s, pid, ids)
-        )
-        self.any_member_by_id: DataLoader[int, Member | None] = loader(
-            lambda s, ids: read_repository.members_by_ids(s, pid, ids, forgotten=True)
-        )
-        self.member_by_customer_id: DataLoader[str, Member | None] = loader(
-            lambda s, ids: read_repository.members_by_customer_ids(s, pid, ids)
-        )
         self.account_by_member_id: DataLoader[int, Account | None] = loader(
             lambda s, ids: read_repository.accounts_by_member_ids(s, pid, ids)
+        )
+        self.member_by_id: DataLoader[int, Member | None] = loader(
+            lambda s, ids: self._members(read_repository.members_by_ids(s, pid, ids))
+        )
+        self.any_member_by_id: DataLoader[int, Member | None] = loader(
+            lambda s, ids: self._members(
+                read_repository.members_by_ids(s, pid, ids, forgotten=True)
+            )
+        )
+        self.member_by_customer_id: DataLoader[str, Member | None] = loader(
+            lambda s, ids: self._members(read_repository.members_by_customer_ids(s, pid, ids))
         )
         self.qualifying_value: DataLoader[int, int] = loader(self._qualifying, 0)
         self.expiring_points: DataLoader[int, list[tuple[datetime, int]]] = loader(
@@ -166,6 +175,17 @@ class Loaders:
         self.orders: DataLoader[tuple[str, int], list[StoreOrder] | None] = BackendLoader(
             self._orders
         )
+
+    async def _members(
+        self, found: Awaitable[Mapping[K, tuple[Member, Account | None]]]
+    ) -> dict[K, Member]:
+        """Members read with their accounts: the accounts are primed, so the points and
+        tier of these members cost no statement of their own."""
+        members: dict[K, Member] = {}
+        for key, (member, account) in (await found).items():
+            members[key] = member
+            self.account_by_member_id.prime(member.id, account)
+        return members
 
     async def _profiles(self, customer_ids: list[str]) -> dict[str, CrmProfile | None]:
         crm = self.backends.crm(self.program.id) if self.backends is not None else None

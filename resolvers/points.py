@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ledger import rules
 from ledger.models import Entry, EntryKind, Member
+from ledger.program import Tier
 from resolvers import pagination
 from resolvers.context import Context
 from resolvers.loaders import PageKey
@@ -40,6 +41,13 @@ async def expiring_soon(ctx: Context, member_id: int) -> list[Expiry]:
     """Unspent points that expire in the next 30 days, soonest first."""
     lots = await ctx.loaders.expiring_points.load(member_id)
     return [Expiry(points, expires_at) for expires_at, points in lots]
+
+
+async def tier(ctx: Context, member: Member) -> tuple[Tier, Tier | None]:
+    """The member's tier and the next one: its account alone, no qualifying value."""
+    account = await ctx.loaders.account_by_member_id.load(member.id)
+    current = rules.standing(ctx.program.tiers, account.tier if account else None, 0).current
+    return current, rules.next_tier(ctx.program.tiers, current)
 
 
 async def standing(ctx: Context, member: Member) -> rules.Standing:

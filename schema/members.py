@@ -24,7 +24,6 @@ from schema.pagination import Connection, connection
 from schema.payloads import UserError, changed_member, user_errors
 from schema.points import (
     Points,
-    PointsExpiry,
     TierStatus,
     Transaction,
     TransactionConnection,
@@ -95,27 +94,20 @@ class Member:
 
     @strawberry.field
     async def points(self, info: strawberry.Info[Context]) -> Points:
-        ctx = info.context
-        balance = await points_resolvers.balance(ctx, self.model)
-        expiring = await points_resolvers.expiring_soon(ctx, self.model.id)
+        balance = await points_resolvers.balance(info.context, self.model)
         return Points(
             available=balance.available,
             pending=balance.pending,
             held=balance.held,
             lifetime_earned=balance.lifetime_earned,
-            expiring_soon=[
-                PointsExpiry(points=e.points, expires_at=e.expires_at) for e in expiring
-            ],
+            member_id=self.model.id,
         )
 
     @strawberry.field
     async def tier(self, info: strawberry.Info[Context]) -> TierStatus:
-        standing = await points_resolvers.standing(info.context, self.model)
+        current, upcoming = await points_resolvers.tier(info.context, self.model)
         return TierStatus(
-            current=tier(standing.current),
-            next=tier(standing.next) if standing.next else None,
-            qualifying_value=standing.qualifying_value,
-            to_next=standing.to_next,
+            current=tier(current), next=tier(upcoming) if upcoming else None, member=self.model
         )
 
     @strawberry.field(description="Newest first.")

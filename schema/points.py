@@ -14,9 +14,11 @@ from auth.permissions import needs
 from ledger import outbox
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.models import Entry, EntryKind, EntryStatus
+from ledger.models import Member as MemberModel
 from ledger.program import Channel as LedgerChannel
 from ledger.rules import Line
 from resolvers import members as members_resolvers
+from resolvers import points as points_resolvers
 from resolvers import writes
 from resolvers.context import Context
 from schema.pagination import Connection
@@ -76,21 +78,39 @@ class PointsExpiry:
 
 @strawberry.type
 class Points:
+    """A member's balances (its account row); what costs a statement of its own is
+    resolved only when asked for."""
+
     available: int
     pending: int
     held: int
     lifetime_earned: int
-    expiring_soon: list[PointsExpiry] = strawberry.field(
-        description="Unspent points expiring in the next 30 days, soonest first"
-    )
+    member_id: strawberry.Private[int]
+
+    @strawberry.field(description="Unspent points expiring in the next 30 days, soonest first")
+    async def expiring_soon(self, info: strawberry.Info[Context]) -> list[PointsExpiry]:
+        expiring = await points_resolvers.expiring_soon(info.context, self.member_id)
+        return [PointsExpiry(points=e.points, expires_at=e.expires_at) for e in expiring]
 
 
 @strawberry.type
 class TierStatus:
+    """A member's tier (its account row) and the next one; the qualifying value, which
+    sums the member's history, is read only when asked for."""
+
     current: Tier
     next: Tier | None
-    qualifying_value: int
-    to_next: int | None
+    member: strawberry.Private[MemberModel]
+
+    @strawberry.field
+    async def qualifying_value(self, info: strawberry.Info[Context]) -> int:
+        standing = await points_resolvers.standing(info.context, self.member)
+        return standing.qualifying_value
+
+    @strawberry.field
+    async def to_next(self, info: strawberry.Info[Context]) -> int | None:
+        standing = await points_resolvers.standing(info.context, self.member)
+        return standing.to_next
 
 
 @strawberry.type

@@ -112,7 +112,7 @@ class CrmWriteBack:
         async with self.database.reading() as session:
             found = await read_repository.members_by_ids(session, program_id, list(members))
         standings = {
-            found[member_id].customer_id: standing
+            found[member_id][0].customer_id: standing
             for member_id, (_, standing) in members.items()
             if member_id in found  # a forgotten member is written no more
         }

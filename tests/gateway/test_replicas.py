@@ -174,3 +174,32 @@ async def test_a_replica_killed_before_publishing_loses_no_event(topology: Topol
         assert stream.results.empty()
         await stream.stop()
     assert topology.unpublished() == 0
+
+
+async def test_a_token_revoked_on_one_replica_is_refused_by_the_other(
+    topology: Topology,
+) -> None:
+    """Each replica checks tokens in memory; a revocation reaches the other one over
+    Redis (or, were the announcement lost, its revocation poll within 2 seconds)."""
+    first, second = topology.replicas
+    client = create_client(first.env, PROGRAM, SCOPES)
+    http = topology.http
+    async with http.post(
+        first.url + "/oauth/token", data={"grant_type": "client_credentials", **client}
+    ) as answer:
+        token = (await answer.json())["access_token"]
+    read = {"query": "{ rewards(first: 1) { edges { node { id } } } }"}
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def status(url: str) -> int:
+        async with http.post(url + "/graphql", json=read, headers=headers) as answer:
+            return answer.status
+
+    assert (await status(first.url), await status(second.url)) == (200, 200)  # remembered
+    async with http.post(first.url + "/oauth/revoke", data={"token": token, **client}) as answer:
+        assert answer.status == 200
+    assert await status(first.url) == 401  # at once where it was revoked
+    deadline = time.monotonic() + 3  # the poll interval, and a margin for a loaded machine
+    while await status(second.url) != 401:
+        assert time.monotonic() < deadline, "the other replica still accepts a revoked token"
+        await asyncio.sleep(0.05)
