@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
@@ -134,6 +146,63 @@ class DueDelivery:
     customer_id: str | None  # None without a member, or when the member was forgotten
 
 
+# The claim of a batch: one statement leases the oldest due deliveries of an endpoint and
+# returns what their payloads need, the event's and its member's columns by scalar
+# subqueries (RETURNING names only the table written, on SQLite). In SQL text: SQLite's
+# UPDATE leaves the columns of its subqueries unqualified, which then name the wrong table.
+_CLAIM = """
+UPDATE webhook_deliveries SET lease = :lease, next_attempt_at = :lease_until
+WHERE webhook_deliveries.id IN (
+    SELECT due.id FROM webhook_deliveries AS due
+    WHERE due.direction = 'OUT' AND due.outcome = 'PENDING' AND due.next_attempt_at <= :now
+        AND due.program_id = :program_id AND due.endpoint = :url
+        AND NOT EXISTS (
+            SELECT 1 FROM webhook_endpoints AS e
+            WHERE e.program_id = :program_id AND e.url = :url AND e.disabled_at IS NOT NULL
+        )
+    ORDER BY due.next_attempt_at, due.id
+    LIMIT :limit{lock}
+)
+RETURNING
+    webhook_deliveries.id, webhook_deliveries.program_id, webhook_deliveries.topic,
+    webhook_deliveries.attempts, webhook_deliveries.sequence, webhook_deliveries.outbox_id,
+    (SELECT o.payload FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT o.created_at FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT o.member_id FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT CASE WHEN m.forgotten_at IS NULL THEN m.customer_id END
+        FROM outbox AS o JOIN members AS m ON m.id = o.member_id
+        WHERE o.id = webhook_deliveries.outbox_id)
+"""
+
+
+def _claim_statement(skip_locked: bool) -> Any:
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    table = _DELIVERIES
+    events = cast(Table, OutboxEvent.__table__)
+    return (
+        text(_CLAIM.format(lock=lock))
+        .bindparams(
+            bindparam("lease_until", type_=table.c.next_attempt_at.type),
+            bindparam("now", type_=table.c.next_attempt_at.type),
+        )
+        .columns(
+            table.c.id,
+            table.c.program_id,
+            table.c.topic,
+            table.c.attempts,
+            table.c.sequence,
+            table.c.outbox_id,
+            events.c.payload,
+            events.c.created_at,
+            events.c.member_id,
+            column("customer_id", String()),
+        )
+    )
+
+
+_CLAIMS = {skip_locked: _claim_statement(skip_locked) for skip_locked in (False, True)}
+
+
 async def claim_due(
     session: AsyncSession,
     program_id: str,
@@ -145,67 +214,21 @@ async def claim_due(
     lease_until: datetime,
     skip_locked: bool,
 ) -> list[DueDelivery]:
-    """Up to `limit` deliveries to one endpoint due at `now`, oldest due first, leased to
-    `lease` until `lease_until`; none while the endpoint is disabled. One statement reads
-    them with their events and members, one sets the lease on them all."""
-    claim = (
-        select(
-            WebhookDelivery.id,
-            WebhookDelivery.program_id,
-            WebhookDelivery.topic,
-            WebhookDelivery.attempts,
-            WebhookDelivery.sequence,
-            OutboxEvent.id,
-            OutboxEvent.payload,
-            OutboxEvent.created_at,
-            OutboxEvent.member_id,
-            Member.customer_id,
-            Member.forgotten_at,
-        )
-        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
-        .outerjoin(Member, Member.id == OutboxEvent.member_id)
-        .where(
-            WebhookDelivery.direction == DeliveryDirection.OUT,
-            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            WebhookDelivery.program_id == program_id,
-            WebhookDelivery.endpoint == url,
-            ~select(WebhookEndpoint.url)
-            .where(
-                WebhookEndpoint.program_id == program_id,
-                WebhookEndpoint.url == url,
-                WebhookEndpoint.disabled_at.is_not(None),
-            )
-            .exists(),
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
+    """Up to `limit` deliveries to one endpoint due at `now`, the oldest due, leased to
+    `lease` until `lease_until`, in the order of their ids; none while the endpoint is
+    disabled. One statement (`_CLAIM`)."""
+    rows = await session.execute(
+        _CLAIMS[skip_locked],
+        {
+            "lease": lease,
+            "lease_until": lease_until,
+            "now": now,
+            "program_id": program_id,
+            "url": url,
+            "limit": limit,
+        },
     )
-    if skip_locked:
-        claim = claim.with_for_update(of=WebhookDelivery, skip_locked=True)
-    rows = [
-        DueDelivery(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9] if row[10] is None else None,
-        )
-        for row in (await session.execute(claim)).all()
-    ]
-    if rows:
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([row.id for row in rows]))
-            .values(lease=lease, next_attempt_at=lease_until)
-            .execution_options(synchronize_session=False)
-        )
-    return rows
+    return sorted((DueDelivery(*row) for row in rows.all()), key=lambda row: row.id)
 
 
 async def due_endpoints(session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
