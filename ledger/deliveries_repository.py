@@ -9,12 +9,25 @@ A process killed mid-attempt leaves the lease to run out; any replica then tries
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import (
@@ -133,6 +146,63 @@ class DueDelivery:
     customer_id: str | None  # None without a member, or when the member was forgotten
 
 
+# The claim of a batch: one statement leases the oldest due deliveries of an endpoint and
+# returns what their payloads need, the event's and its member's columns by scalar
+# subqueries (RETURNING names only the table written, on SQLite). In SQL text: SQLite's
+# UPDATE leaves the columns of its subqueries unqualified, which then name the wrong table.
+_CLAIM = """
+UPDATE webhook_deliveries SET lease = :lease, next_attempt_at = :lease_until
+WHERE webhook_deliveries.id IN (
+    SELECT due.id FROM webhook_deliveries AS due
+    WHERE due.direction = 'OUT' AND due.outcome = 'PENDING' AND due.next_attempt_at <= :now
+        AND due.program_id = :program_id AND due.endpoint = :url
+        AND NOT EXISTS (
+            SELECT 1 FROM webhook_endpoints AS e
+            WHERE e.program_id = :program_id AND e.url = :url AND e.disabled_at IS NOT NULL
+        )
+    ORDER BY due.next_attempt_at, due.id
+    LIMIT :limit{lock}
+)
+RETURNING
+    webhook_deliveries.id, webhook_deliveries.program_id, webhook_deliveries.topic,
+    webhook_deliveries.attempts, webhook_deliveries.sequence, webhook_deliveries.outbox_id,
+    (SELECT o.payload FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT o.created_at FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT o.member_id FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT CASE WHEN m.forgotten_at IS NULL THEN m.customer_id END
+        FROM outbox AS o JOIN members AS m ON m.id = o.member_id
+        WHERE o.id = webhook_deliveries.outbox_id)
+"""
+
+
+def _claim_statement(skip_locked: bool) -> Any:
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    table = _DELIVERIES
+    events = cast(Table, OutboxEvent.__table__)
+    return (
+        text(_CLAIM.format(lock=lock))
+        .bindparams(
+            bindparam("lease_until", type_=table.c.next_attempt_at.type),
+            bindparam("now", type_=table.c.next_attempt_at.type),
+        )
+        .columns(
+            table.c.id,
+            table.c.program_id,
+            table.c.topic,
+            table.c.attempts,
+            table.c.sequence,
+            table.c.outbox_id,
+            events.c.payload,
+            events.c.created_at,
+            events.c.member_id,
+            column("customer_id", String()),
+        )
+    )
+
+
+_CLAIMS = {skip_locked: _claim_statement(skip_locked) for skip_locked in (False, True)}
+
+
 async def claim_due(
     session: AsyncSession,
     program_id: str,
@@ -144,67 +214,21 @@ async def claim_due(
     lease_until: datetime,
     skip_locked: bool,
 ) -> list[DueDelivery]:
-    """Up to `limit` deliveries to one endpoint due at `now`, oldest due first, leased to
-    `lease` until `lease_until`; none while the endpoint is disabled. One statement reads
-    them with their events and members, one sets the lease on them all."""
-    claim = (
-        select(
-            WebhookDelivery.id,
-            WebhookDelivery.program_id,
-            WebhookDelivery.topic,
-            WebhookDelivery.attempts,
-            WebhookDelivery.sequence,
-            OutboxEvent.id,
-            OutboxEvent.payload,
-            OutboxEvent.created_at,
-            OutboxEvent.member_id,
-            Member.customer_id,
-            Member.forgotten_at,
-        )
-        .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id)
-        .outerjoin(Member, Member.id == OutboxEvent.member_id)
-        .where(
-            WebhookDelivery.direction == DeliveryDirection.OUT,
-            WebhookDelivery.outcome == DeliveryOutcome.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            WebhookDelivery.program_id == program_id,
-            WebhookDelivery.endpoint == url,
-            ~select(WebhookEndpoint.url)
-            .where(
-                WebhookEndpoint.program_id == program_id,
-                WebhookEndpoint.url == url,
-                WebhookEndpoint.disabled_at.is_not(None),
-            )
-            .exists(),
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
+    """Up to `limit` deliveries to one endpoint due at `now`, the oldest due, leased to
+    `lease` until `lease_until`, in the order of their ids; none while the endpoint is
+    disabled. One statement (`_CLAIM`)."""
+    rows = await session.execute(
+        _CLAIMS[skip_locked],
+        {
+            "lease": lease,
+            "lease_until": lease_until,
+            "now": now,
+            "program_id": program_id,
+            "url": url,
+            "limit": limit,
+        },
     )
-    if skip_locked:
-        claim = claim.with_for_update(of=WebhookDelivery, skip_locked=True)
-    rows = [
-        DueDelivery(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9] if row[10] is None else None,
-        )
-        for row in (await session.execute(claim)).all()
-    ]
-    if rows:
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([row.id for row in rows]))
-            .values(lease=lease, next_attempt_at=lease_until)
-            .execution_options(synchronize_session=False)
-        )
-    return rows
+    return sorted((DueDelivery(*row) for row in rows.all()), key=lambda row: row.id)
 
 
 async def due_endpoints(session: AsyncSession, now: datetime) -> list[tuple[str, str]]:
@@ -271,57 +295,89 @@ class AttemptRecord:
     attempt: dict[str, Any]
 
 
+# Recording a batch is one UPDATE joined to the batch itself, passed as one JSON array
+# parameter (one row per attempt: id, lease, outcome, next attempt, status, sequence,
+# attempt): the database appends each attempt to its delivery's log and trims the log,
+# so no row is read first and no log is decoded or encoded here, and RETURNING names the
+# deliveries whose lease was still the recorder's. SQLAlchemy's executemany cannot say
+# which rows matched and spends more on per-row parameters than the database on the rows.
+_RECORD_SQLITE = """
+UPDATE webhook_deliveries AS d SET
+    attempts = d.attempts + 1,
+    attempt_log = json_insert(
+        CASE WHEN json_array_length(d.attempt_log) >= :log_limit
+            THEN json_remove(d.attempt_log, '$[0]') ELSE d.attempt_log END,
+        '$[#]', json(json_extract(b.value, '$[6]'))),
+    outcome = json_extract(b.value, '$[2]'),
+    next_attempt_at = json_extract(b.value, '$[3]'),
+    last_status = json_extract(b.value, '$[4]'),
+    lease = NULL,
+    sequence = coalesce(json_extract(b.value, '$[5]'), d.sequence),
+    updated_at = :at
+FROM json_each(:batch) AS b
+WHERE d.id = json_extract(b.value, '$[0]') AND d.lease = json_extract(b.value, '$[1]')
+RETURNING id
+"""
+_RECORD_POSTGRESQL = """
+UPDATE webhook_deliveries AS d SET
+    attempts = d.attempts + 1,
+    attempt_log = CAST(
+        (CASE WHEN json_array_length(d.attempt_log) >= :log_limit
+            THEN CAST(d.attempt_log AS jsonb) - 0 ELSE CAST(d.attempt_log AS jsonb) END)
+        || jsonb_build_array(b.value -> 6) AS json),
+    outcome = b.value ->> 2,
+    next_attempt_at = CAST(b.value ->> 3 AS timestamptz),
+    last_status = CAST(b.value ->> 4 AS integer),
+    lease = NULL,
+    sequence = coalesce(CAST(b.value ->> 5 AS bigint), d.sequence),
+    updated_at = :at
+FROM jsonb_array_elements(CAST(:batch AS jsonb)) AS b(value)
+WHERE d.id = CAST(b.value ->> 0 AS bigint) AND d.lease = b.value ->> 1
+RETURNING d.id
+"""
+
+
 async def record_attempts(
     session: AsyncSession, records: Sequence[AttemptRecord], *, log_limit: int, at: datetime
 ) -> list[AttemptRecord]:
     """Record attempts of deliveries still leased to the dispatcher that made them; the
     ones recorded (a lease is lost when it ran out and another dispatcher took the
-    delivery, or when an operator retried it meanwhile). The rows are locked, read and
-    then written by one statement run once per row (executemany), not through the ORM."""
-    by_id = {record.delivery_id: record for record in records}
-    current = await session.execute(
-        select(WebhookDelivery.id, WebhookDelivery.lease, WebhookDelivery.attempt_log)
-        .where(WebhookDelivery.id.in_(list(by_id)))
-        .order_by(WebhookDelivery.id)
-        .with_for_update()
+    delivery, or when an operator retried it meanwhile). One statement for the batch."""
+    if not records:
+        return []
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    batch = [
+        [
+            record.delivery_id,
+            record.lease,
+            str(record.outcome),
+            _stored_instant(record.next_attempt_at, sqlite),
+            record.status,
+            record.sequence,
+            record.attempt,
+        ]
+        for record in sorted(records, key=lambda record: record.delivery_id)
+    ]
+    statement = text(_RECORD_SQLITE if sqlite else _RECORD_POSTGRESQL).bindparams(
+        bindparam("at", type_=_DELIVERIES.c.updated_at.type)
     )
-    recorded, changes = [], []
-    for delivery_id, lease, attempt_log in current.all():
-        record = by_id[delivery_id]
-        if lease != record.lease:
-            continue
-        changes.append(
-            {
-                "b_id": delivery_id,
-                "b_lease": lease,
-                "b_log": [*attempt_log, record.attempt][-log_limit:],
-                "b_outcome": record.outcome,
-                "b_next": record.next_attempt_at,
-                "b_status": record.status,
-                "b_sequence": record.sequence,
-            }
-        )
-        recorded.append(record)
-    if changes:
-        table = _DELIVERIES
-        await session.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.lease == bindparam("b_lease"))
-            .values(
-                attempts=table.c.attempts + 1,
-                attempt_log=bindparam("b_log", type_=table.c.attempt_log.type),
-                outcome=bindparam("b_outcome", type_=table.c.outcome.type),
-                next_attempt_at=bindparam("b_next", type_=table.c.next_attempt_at.type),
-                last_status=bindparam("b_status", type_=table.c.last_status.type),
-                lease=None,
-                sequence=func.coalesce(
-                    bindparam("b_sequence", type_=table.c.sequence.type), table.c.sequence
-                ),
-                updated_at=at,
-            ),
-            changes,
-        )
-    return recorded
+    result = await session.execute(
+        statement,
+        {"batch": json.dumps(batch, separators=(",", ":")), "log_limit": log_limit, "at": at},
+    )
+    ids = set(result.scalars().all())
+    return [record for record in records if record.delivery_id in ids]
+
+
+def _stored_instant(value: datetime | None, sqlite: bool) -> str | None:
+    """`value` as the column stores it: on SQLite the naive UTC text SQLAlchemy writes
+    (due rows are found by comparing that text), on PostgreSQL ISO 8601 with its offset."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    if sqlite:
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return value.isoformat()
 
 
 # -- inbound deliveries (a platform's webhooks to the gateway) --------------------------

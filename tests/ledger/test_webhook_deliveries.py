@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledger import deliveries_repository, webhooks
 from ledger.commands import AdjustPoints, MemberRef
@@ -233,3 +233,68 @@ async def test_a_claim_leases_due_deliveries_with_their_payload_and_none_of_a_di
         )
     assert none == []
     assert (await _deliveries(database))[-1].lease is None
+
+
+async def test_recording_appends_to_a_bounded_log_only_under_the_lease(
+    database: Database, hooked: LoyaltyService, clock: Clock
+) -> None:
+    url = "https://a.example/hook"
+    await enroll(database, hooked, "c-1")  # two deliveries to a
+    until = clock.now + timedelta(seconds=15)
+    async with database.transaction() as session:
+        first, second = await deliveries_repository.claim_due(
+            session, "test", url, clock.now, 10, lease="L1", lease_until=until, skip_locked=False
+        )
+    limit = webhooks.ATTEMPT_LOG_LIMIT
+    retry_at = clock.now + timedelta(seconds=5)
+
+    def attempt(delivery_id: int, lease: str, number: int) -> Any:
+        return deliveries_repository.AttemptRecord(
+            delivery_id,
+            lease,
+            DeliveryOutcome.PENDING,
+            retry_at,
+            503,
+            7,
+            {"at": clock.now.isoformat(), "status": 503, "latencyMs": number, "body": "ü"},
+        )
+
+    for number in range(limit + 2):
+        async with database.transaction() as session:
+            recorded = await deliveries_repository.record_attempts(
+                session,
+                [attempt(first.id, "L1", number), attempt(second.id, "other", number)],
+                log_limit=limit,
+                at=clock.now,
+            )
+            assert [r.delivery_id for r in recorded] == [first.id]
+            # Held again by the same lease for the next round.
+            await session.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id == first.id).values(lease="L1")
+            )
+    kept, untouched = await _deliveries(database)
+    assert (kept.attempts, kept.outcome, kept.last_status, kept.sequence) == (
+        limit + 2,
+        DeliveryOutcome.PENDING,
+        503,
+        7,
+    )
+    assert kept.next_attempt_at == retry_at
+    assert [entry["latencyMs"] for entry in kept.attempt_log] == list(range(2, limit + 2))
+    assert kept.attempt_log[-1] == {
+        "at": clock.now.isoformat(),
+        "status": 503,
+        "latencyMs": limit + 1,
+        "body": "ü",
+    }
+    # The other lease recorded nothing: the delivery is as the claim left it.
+    assert (untouched.attempts, untouched.attempt_log, untouched.lease) == (0, [], "L1")
+    assert untouched.next_attempt_at == until
+    # Due again when the retry comes, not a moment before: the instant is stored as the
+    # claim compares it.
+    for moment, due in ((retry_at - timedelta(microseconds=1), []), (retry_at, [kept.id])):
+        async with database.transaction() as session:
+            claimed = await deliveries_repository.claim_due(
+                session, "test", url, moment, 10, lease="L2", lease_until=until, skip_locked=False
+            )
+        assert [c.id for c in claimed] == due
