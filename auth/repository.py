@@ -3,7 +3,6 @@ Functions take the session and return rows; the caller commits."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import OAuthClient, RevokedToken, StoredSigningKey
 
-IN_BATCH = 500  # values in one IN list
 MAX_CLIENT_ID = 64  # the column's length: a longer id names no client, no query needed
 
 
@@ -44,15 +42,12 @@ async def is_revoked(session: AsyncSession, jti: str) -> bool:
     return await session.get(RevokedToken, jti) is not None
 
 
-async def revoked_among(session: AsyncSession, jtis: Collection[str]) -> set[str]:
-    """Which of `jtis` are revoked, in batches of `IN_BATCH`."""
-    wanted = sorted(set(jtis))
-    found: set[str] = set()
-    for start in range(0, len(wanted), IN_BATCH):
-        batch = wanted[start : start + IN_BATCH]
-        rows = await session.scalars(select(RevokedToken.jti).where(RevokedToken.jti.in_(batch)))
-        found.update(rows)
-    return found
+async def live_revocations(session: AsyncSession, now: datetime) -> list[tuple[str, datetime]]:
+    """(jti, expiry) of every revoked token that has not expired by `now`."""
+    rows = await session.execute(
+        select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.expires_at > now)
+    )
+    return [(jti, expires_at) for jti, expires_at in rows]
 
 
 async def revoke(session: AsyncSession, jti: str, expires_at: datetime) -> None:

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.models import RevokedToken
+from auth import repository
 
 
 class Revocations:
@@ -42,10 +41,7 @@ class Revocations:
         """Read the revocation list again: what another replica revoked is held too, and
         rows of tokens now expired are let go (their tokens are refused by `exp`)."""
         now = self.clock()
-        rows = await session.execute(
-            select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.expires_at > now)
-        )
-        for jti, expires_at in rows:
+        for jti, expires_at in await repository.live_revocations(session, now):
             self.add(jti, _aware(expires_at))
         self._until = {jti: until for jti, until in self._until.items() if until > now}
 

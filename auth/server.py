@@ -5,7 +5,7 @@ introspection, and the signing key every replica shares. The protocol is Authlib
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,9 +90,6 @@ class AuthorizationServer:
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
         return await repository.is_revoked(session, jti)
-
-    async def revoked_among(self, session: AsyncSession, jtis: Collection[str]) -> set[str]:
-        return await repository.revoked_among(session, jtis)
 
     async def verify(self, session: AsyncSession, token: str) -> AccessToken:
         """A token of ours, unexpired and not revoked; `InvalidToken` otherwise."""
