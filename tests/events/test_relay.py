@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy import func, select
@@ -34,6 +34,18 @@ class RecordingBus(MemoryBus):
         await asyncio.sleep(0)  # let another relay run in between
         self.published.extend(events)
         await super().publish(events)
+
+
+@contextlib.asynccontextmanager
+async def waking_relay(database: Database, clock: Clock) -> AsyncIterator[RecordingBus]:
+    """A relay that publishes only when a commit wakes it (no polling), for the block."""
+    bus = RecordingBus()
+    relay = OutboxRelay(database, bus, clock, interval=60)
+    relay.start()
+    try:
+        yield bus
+    finally:
+        await relay.stop()
 
 
 async def _enroll(database: Database, service: LoyaltyService, *customers: str) -> None:
@@ -106,17 +118,12 @@ async def test_two_relays_at_once_publish_each_row_once(
 async def test_the_relay_wakes_when_a_write_commits(
     database: Database, service: LoyaltyService, clock: Clock
 ) -> None:
-    bus = RecordingBus()
-    relay = OutboxRelay(database, bus, clock, interval=60)  # no polling: only the wake-up
-    relay.start()
-    try:
+    async with waking_relay(database, clock) as bus:
         await _enroll(database, service, "ada")
         async with asyncio.timeout(5):
             while len(bus.published) < 2:  # noqa: ASYNC110 (the bus's list, not an event)
                 await asyncio.sleep(0.01)
         assert [e.type for e in bus.published] == ["member.enrolled", "points.earned"]
-    finally:
-        await relay.stop()
 
 
 def _row(clock: Clock, type_: str) -> OutboxEvent:
@@ -133,10 +140,7 @@ def _row(clock: Clock, type_: str) -> OutboxEvent:
 async def test_a_commit_is_published_before_any_claim_and_then_only_marked(
     database: Database, clock: Clock
 ) -> None:
-    bus = RecordingBus()
-    relay = OutboxRelay(database, bus, clock, interval=60)
-    relay.start()
-    try:
+    async with waking_relay(database, clock) as bus:
         async with database.transaction() as session:
             with contextlib.suppress(LookupError):
                 async with session.begin_nested():  # written, then rolled back
@@ -152,8 +156,6 @@ async def test_a_commit_is_published_before_any_claim_and_then_only_marked(
             while await _unpublished(database):  # noqa: ASYNC110 (rows the relay marks)
                 await asyncio.sleep(0.01)
         assert [e.type for e in bus.published] == ["kept"]  # marked, not published again
-    finally:
-        await relay.stop()
     async with database.reading() as session:
         assert list(await session.scalars(select(OutboxEvent.type))) == ["kept"]
 
@@ -161,10 +163,7 @@ async def test_a_commit_is_published_before_any_claim_and_then_only_marked(
 async def test_nothing_is_published_before_the_outermost_commit(
     database: Database, clock: Clock
 ) -> None:
-    bus = RecordingBus()
-    relay = OutboxRelay(database, bus, clock, interval=60)
-    relay.start()
-    try:
+    async with waking_relay(database, clock) as bus:
         with contextlib.suppress(LookupError):
             async with database.transaction() as session:
                 async with session.begin_nested():  # released: committed only with the rest
@@ -183,5 +182,3 @@ async def test_nothing_is_published_before_the_outermost_commit(
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         assert [e.type for e in bus.published] == ["committed"]
-    finally:
-        await relay.stop()
