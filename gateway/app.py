@@ -90,7 +90,8 @@ def create_app(
     rate_limiter = RateLimiter.for_broker(settings.rate_limit, settings.broker_url)
     oauth_rate_limiter = RateLimiter.for_broker(settings.oauth_rate_limit, settings.broker_url)
     revocations = RevocationWatch(hub, settings.revocation_check)
-    persisted = PersistedQueries(settings.broker_url)
+    schema = build_schema(introspection=settings.introspection, extensions=[metrics.extension()])
+    persisted = PersistedQueries(settings.broker_url, admits=schema.runs)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -175,7 +176,7 @@ def create_app(
 
     app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])
     graphql = GraphQLEndpoint(
-        build_schema(introspection=settings.introspection, extensions=[metrics.extension()]),
+        schema,
         service=service,
         database=lambda: app.state.database,
         authenticator=lambda: app.state.authenticator,

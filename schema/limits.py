@@ -41,7 +41,9 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     get_named_type,
+    parse,
     specified_rules,
+    validate,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.validation import (
@@ -191,6 +193,17 @@ def validation_rules(
         _coded(create_depth_rule(max_depth, should_ignore=None), QUERY_TOO_COMPLEX),
         _coded(create_alias_rule(MAX_ALIASES), QUERY_TOO_COMPLEX),
     )
+
+
+def passes(schema: GraphQLSchema, text: str, rules: tuple[type[ASTValidationRule], ...]) -> bool:
+    """Whether a document gets past the token limit, the measure and `rules`: what a
+    request's document passes before it runs (its variables aside)."""
+    try:
+        document = parse(text, max_tokens=MAX_TOKENS)
+        measure(document, MAX_COST, MAX_REPEATS)
+    except (GraphQLError, TooLarge, RecursionError):
+        return False
+    return not validate(schema, document, rules)
 
 
 def _refuse(context: Any, message: str, code: str, **extensions: Any) -> None:

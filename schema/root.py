@@ -6,10 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import strawberry
+from graphql import ASTValidationRule
 from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 
-from schema.limits import MAX_DEPTH, MAX_TOKENS, BoundedValidation, QueryCost, validation_rules
+from schema.limits import (
+    MAX_DEPTH,
+    MAX_TOKENS,
+    BoundedValidation,
+    QueryCost,
+    passes,
+    validation_rules,
+)
 from schema.members import MembersMutation, MembersQuery
 from schema.points import PointsMutation
 from schema.program import Long, LongScalar, ProgramQuery
@@ -35,6 +43,12 @@ class GatewaySchema(strawberry.Schema):
     """Errors are logged by the gateway (the unexpected ones, with the request id), not
     here: a refused token or a bad variable is no reason for a traceback in the log."""
 
+    rules: tuple[type[ASTValidationRule], ...] = ()  # what every document is validated by
+
+    def runs(self, text: str) -> bool:
+        """Whether the document `text` would run (parsed, within the limits, valid)."""
+        return passes(self._schema, text, self.rules)
+
     def process_errors(self, errors: Any, execution_context: Any = None) -> None:
         return None
 
@@ -44,7 +58,7 @@ def build_schema(
     introspection: bool = True,
     extensions: Sequence[object] = (),
     max_depth: int = MAX_DEPTH,
-) -> strawberry.Schema:
+) -> GatewaySchema:
     """The gateway's schema. Without introspection, suggestions are off too (the
     gateway strips them from every message: see `schema.errors`).
     `extensions` run first (the gateway's metrics)."""
@@ -58,7 +72,7 @@ def build_schema(
         lambda: BoundedValidation(rules, maxsize=CACHE_SIZE),
         QueryCost,
     ]
-    return GatewaySchema(
+    schema = GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -67,6 +81,8 @@ def build_schema(
         config=StrawberryConfig(disable_field_suggestions=not introspection),
         execution_context_class=SharedEventExecutor,  # one rendering per event and selection
     )
+    schema.rules = rules
+    return schema
 
 
 def sdl() -> str:

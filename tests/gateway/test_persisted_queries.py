@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 
 from gateway import persisted
 from tests.support.gateway import Gateway, running_gateway
@@ -174,3 +175,51 @@ async def test_the_store_is_shared_through_redis(
         elsewhere, requests = await apollo(two, READ, {"c": "ada"})
         assert requests == 1  # the other replica knew the hash
         assert points(elsewhere) == points(registered)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("{ nosuchfield }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ tiers { name }", "GRAPHQL_PARSE_FAILED"),
+        ("{ " + "a: tiers { name } " * 31 + "}", "QUERY_TOO_COMPLEX"),
+    ],
+)
+async def test_a_text_that_would_not_run_is_not_kept(
+    database_url: str, text: str, code: str
+) -> None:
+    async with running_gateway(database_url) as gw:
+        status, body, _ = await send(gw, text, extensions(text))
+        assert (status, body.get("data"), codes(body)[:1]) == (200, None, [code]), body
+        status, body, _ = await send(gw, None, extensions(text))
+        assert codes(body) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_redis_holds_the_newest_shared_texts_only(
+    database_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(persisted, "REDIS_MAX_ENTRIES", 3)
+    settings = {"broker_url": redis_server.url}
+    queries = [f"{{ tiers {{ name }} q{n}: tiers {{ threshold }} }}" for n in range(5)]
+    # Valid, within the token limit, but past what Redis takes: kept by its process only.
+    long = "{ tiers { name } }" + " " * persisted.REDIS_MAX_BYTES
+    async with (
+        running_gateway(database_url, settings=settings) as one,
+        running_gateway(database_url, settings=settings) as two,
+    ):
+        for query in [*queries, long]:
+            status, body, _ = await send(one, query, extensions(query))
+            assert status == 200 and "errors" not in body, body
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            index = await client.zrange(persisted.REDIS_INDEX, 0, -1)
+            texts = sorted(await client.keys(persisted.REDIS_PREFIX + "*"))
+        finally:
+            await client.aclose()
+        newest = [sha(q) for q in queries[2:]]
+        assert index == newest  # oldest first
+        assert texts == sorted(persisted.REDIS_PREFIX + d for d in newest)
+        found = [codes((await send(two, None, extensions(q)))[1]) for q in [*queries, long]]
+        miss = ["PERSISTED_QUERY_NOT_FOUND"]
+        assert found == [miss, miss, [], [], [], miss]
+        assert codes((await send(one, None, extensions(long)))[1]) == []  # its own copy
