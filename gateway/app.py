@@ -97,7 +97,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # A request waits at most half its time for a lock or a connection, then is
         # answered 503 (retry later) rather than running into its own timeout.
-        database = Database(settings.database_url, wait=settings.operation_timeout / 2)
+        database = Database(
+            settings.database_url,
+            wait=settings.operation_timeout / 2,
+            connections=settings.pool_per_worker(),
+        )
         listening = contextlib.ExitStack()  # the hub's revocation listeners of this app
         http = aiohttp.ClientSession()
         backends = Backends(programs, metrics.backends)  # a session per program and backend

@@ -18,7 +18,7 @@ from auth.tokens import TokenIssuer
 from events.webhooks import WebhookDispatcher
 from gateway import scheduler
 from gateway.migrate import upgrade
-from gateway.settings import Settings
+from gateway.settings import Settings, export_workers
 from ledger.db import Database
 from ledger.errors import ProgramFileError
 from ledger.service import LoyaltyService
@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         elif args.command == "serve":
             settings.load_programs()  # a bad program file stops start-up here, not in a worker
+            export_workers(args.workers)  # each worker takes its share of the database pool
             uvicorn.run(
                 "gateway.app:from_environment",
                 factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -16,6 +17,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite+aiosqlite:///./loyalty.db"
+    # PostgreSQL connections one replica opens at most, its workers together
+    database_pool: int = Field(default=30, ge=2)
+    workers: int = Field(default=1, gt=0)  # `serve --workers` sets it for its workers
     broker_url: str = "memory://"
     programs: Path = DEMO_PROGRAM
     issuer: str = "http://127.0.0.1:8000"
@@ -37,6 +41,11 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     crm_write_back_interval: float = Field(default=1.0, gt=0)  # seconds between CRM writes
 
+    def pool_per_worker(self) -> int:
+        """Each worker's share of `database_pool`: at least 2, so a request and the
+        background work (relay, dispatcher, jobs) never wait on each other alone."""
+        return max(2, self.database_pool // self.workers)
+
     def origins(self) -> list[str]:
         return [origin for origin in self.allowed_origins.replace(",", " ").split() if origin]
 
@@ -47,3 +56,9 @@ class Settings(BaseSettings):
     def load_programs(self) -> dict[str, Program]:
         """The program files, validated; a bad file raises `ProgramFileError`."""
         return load_programs(self.programs)
+
+
+def export_workers(workers: int) -> None:
+    """Tells the worker processes `serve` starts how many they are: uvicorn builds each
+    worker's app from the environment (`LOYALTY_WORKERS`), which they inherit."""
+    os.environ["LOYALTY_WORKERS"] = str(workers)

@@ -94,17 +94,21 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
-def create_engine(url: str, wait: float | None = None, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str, wait: float | None = None, connections: int | None = None, **kwargs: Any
+) -> AsyncEngine:
     """An async engine with the ledger's connection settings for `url`. `wait` (seconds)
     bounds the waits for a lock (SQLite's busy timeout), a new connection and a pooled
-    one (PostgreSQL); unbounded by the engine's defaults when None."""
+    one (PostgreSQL); unbounded by the engine's defaults when None. `connections` is the
+    most PostgreSQL connections the engine opens, all kept in the pool once opened
+    (10 kept and 20 more opened and closed as needed when None)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         busy_ms = SQLITE_BUSY_TIMEOUT_MS if wait is None else max(1, round(wait * 1000))
         _configure_sqlite(engine, min(busy_ms, SQLITE_BUSY_TIMEOUT_MS))
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_size", 10 if connections is None else connections)
+    kwargs.setdefault("max_overflow", 20 if connections is None else 0)
     kwargs.setdefault("pool_pre_ping", True)
     if wait is not None:
         kwargs.setdefault("pool_timeout", wait)

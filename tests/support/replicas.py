@@ -46,8 +46,9 @@ def create_client(env: dict[str, str], program: str, scopes: str) -> dict[str, s
 
 
 class Replica:
-    def __init__(self, name: str, port: int, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, name: str, port: int, env: dict[str, str], logs: Path, *serve: str) -> None:
         self.name = name
+        self.serve = serve  # more options of `serve`, e.g. --workers
         self.port = port
         self.env = env
         self.log = logs / f"{name}.log"
@@ -69,6 +70,7 @@ class Replica:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    *self.serve,
                 ],
                 env=self.env,
                 cwd=ROOT,
