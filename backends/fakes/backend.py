@@ -20,6 +20,13 @@ from typing import Any, Self
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY = web.RequestKey("json_body", object)  # the JSON body, parsed once (None: not JSON)
+
+
+def json_body(request: web.Request) -> Any:
+    """The JSON body of the request being answered (not of the last one to arrive: with
+    latency, several are answered at once)."""
+    return request.get(BODY)
 
 
 class FakeBackend:
@@ -64,9 +71,10 @@ class FakeBackend:
         self.calls += 1
         if request.can_read_body:
             try:
-                self.requests.append(await request.json())
+                request[BODY] = await request.json()
             except ValueError:
-                self.requests.append(None)
+                request[BODY] = None
+            self.requests.append(request[BODY])
         if self.outage:
             assert request.transport is not None
             request.transport.close()

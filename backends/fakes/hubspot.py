@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backends.fakes.backend import FakeBackend
+from backends.fakes.backend import FakeBackend, json_body
 
 MAX_INPUTS = 100
 
@@ -52,7 +52,7 @@ class FakeHubSpot(FakeBackend):
     async def _batch_update(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
-        body = self.requests[-1]
+        body = json_body(request)
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list) or len(inputs) > MAX_INPUTS:
             return _error(400, "VALIDATION_ERROR", "Invalid input JSON: inputs")
@@ -90,7 +90,7 @@ class FakeHubSpot(FakeBackend):
                 "authentication and you can find more details at "
                 "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
             )
-        body = self.requests[-1]
+        body = json_body(request)
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list) or not all(
             isinstance(i, dict) and isinstance(i.get("id"), str) for i in inputs

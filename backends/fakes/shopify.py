@@ -26,7 +26,7 @@ from aiohttp import web
 from graphql import build_schema, graphql
 
 from backends.commerce.shopify import CUSTOMER_GID, MAX_NODES, MAX_QUERY_COST, requested_cost
-from backends.fakes.backend import FakeBackend
+from backends.fakes.backend import FakeBackend, json_body
 
 SDL = """
 interface Node { id: ID! }
@@ -160,7 +160,7 @@ class FakeShopify(FakeBackend):
             return web.json_response(
                 {"errors": "[API] Invalid API key or access token"}, status=401
             )
-        body = self.requests[-1]
+        body = json_body(request)
         given = body.get("order") if isinstance(body, dict) else None
         problem = _order_problem(given)
         if problem is not None or not isinstance(given, dict):
@@ -256,7 +256,7 @@ class FakeShopify(FakeBackend):
                 },
                 status=401,
             )
-        body = self.requests[-1]
+        body = json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return web.json_response({"errors": [{"message": "query is required"}]}, status=400)
         variables = body.get("variables") or {}

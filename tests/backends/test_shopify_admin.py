@@ -98,6 +98,21 @@ async def test_a_batch_holds_as_many_customers_as_the_query_cost_allows(
     assert sorted(len(r["variables"]["ids"]) for r in store.requests) == [11, 55, 55]
 
 
+async def test_batches_answered_at_once_each_get_their_own_customers(
+    store: FakeShopify,
+) -> None:
+    # The batches go out together; with latency the fake answers them together too.
+    store.add_order("2000", "#2000", "5.00", created_at="2026-11-01T00:00:00Z")
+    ids = ["2000"] + [str(2001 + i) for i in range(119)] + ["1001"]
+    store.latency = 0.05
+    async with backends(commerce=section(store, cache_ttl=0)) as registry:
+        found = await client(registry).orders(ids, 5)
+    assert [o.name for o in found["2000"] or []] == ["#2000"]
+    assert [o.name for o in found["1001"] or []] == ["#1003", "#1002", "#1001"]
+    assert [c for c, orders in found.items() if orders is not None] == ["2000", "1001"]
+    assert store.calls == 3
+
+
 async def test_throttled_is_retried_once_the_bucket_has_restored(store: FakeShopify) -> None:
     store.bucket.drain(restore_rate=1000)  # 18 points: restored in 18 ms
     async with backends(commerce=section(store)) as registry:
