@@ -1,12 +1,15 @@
-"""R3 and R4 of DESIGN §10: the federated fields against the fake CRM and store.
+"""R3 and R4 of DESIGN §10: the federated fields against the fake CRM and store
+(`python -m bench.backends`: HubSpot and Shopify; `bench.backends_salesforce_woocommerce`
+runs the same measurement with the other pair).
 
-R3: one member with `profile` (fake HubSpot answering in 100 ms) and `orders` (fake
-Shopify in 150 ms), the cache off: the figure is the ratio to the slowest backend's
+R3: one member with `profile` (the fake CRM answering in 100 ms) and `orders` (the fake
+store in 150 ms), the caches off: the figure is the ratio to the slowest backend's
 latency (1.0 would be no cost beyond waiting for the slower backend; the sum of both
 latencies would be 1.67).
 
 R4: `members(first: 100)` with points, tier, `transactions(first: 5)`, profile and
-orders: the figures are counts, SQL statements and calls per backend, for the page.
+orders: the figures are counts, SQL statements and calls per backend, for the page, and
+the page's time with the fakes at the R3 latencies.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from sqlalchemy import event
@@ -35,6 +40,7 @@ STORE_LATENCY = 0.150
 ROUNDS = 5
 PER_ROUND = 10
 MEMBERS = 100
+FIRST_CUSTOMER = 1000  # the members' customer ids are 1000, 1001, ...
 
 MEMBER = """query R3($c: String!) { member(ref: {customerId: $c}) {
   points { available } profile { firstName lifecycleStage } orders { id total createdAt } } }"""
@@ -46,11 +52,48 @@ ENROLL = """mutation Enroll($c: String!) {
   enrollMember(input: {idempotencyKey: $c, customerId: $c}) { userErrors { code } } }"""
 
 
-async def main() -> None:
-    crm, store = FakeHubSpot(token="pat-bench"), FakeShopify(token="shpat_bench")
-    for i in range(MEMBERS):
-        crm.add(str(1000 + i), firstname=f"F{i}", lifecyclestage="customer")
-        store.add_order(str(1000 + i), f"#{i}", "12.50")
+class Fake(Protocol):
+    latency: float
+
+    def serving(self) -> Any: ...
+
+
+@dataclass
+class Figures:
+    r3: float  # seconds, median per member read
+    page: float  # seconds, the R4 page at the R3 latencies
+    statements: list[str]  # what the R4 page ran, the backends at no latency
+
+    @property
+    def selects(self) -> int:
+        return sum(1 for s in self.statements if s.lstrip().upper().startswith("SELECT"))
+
+    def r3_line(self, crm: str, store: str) -> str:
+        slowest = max(CRM_LATENCY, STORE_LATENCY)
+        return (
+            f"R3 member with profile ({crm}{CRM_LATENCY * 1e3:.0f} ms) and orders "
+            f"({store}{STORE_LATENCY * 1e3:.0f} ms): {self.r3 * 1e3:.1f} ms = "
+            f"{self.r3 / slowest:.2f} × the slowest backend "
+            f"({(CRM_LATENCY + STORE_LATENCY) / slowest:.2f} × would be one after the other)"
+        )
+
+    def r4_line(self, calls: str) -> str:
+        return (
+            f"R4 members(first: {MEMBERS}) with points, tier, transactions(first: 5), profile, "
+            f"orders: {self.selects} SELECTs ({len(self.statements)} statements), {calls}; "
+            f"the page with the backends at 100 / 150 ms: {self.page * 1e3:.0f} ms"
+        )
+
+
+async def measure(
+    crm_fake: Fake,
+    store_fake: Fake,
+    configure: Callable[[], tuple[Crm, Commerce]],
+    forget_calls: Callable[[], None],
+) -> Figures:
+    """R3 and R4 through a gateway whose demo program asks the backends `configure` gives
+    once the two fakes serve (they know the members `FIRST_CUSTOMER`...); `forget_calls`
+    clears the fakes' call counts before the counted page."""
     with tempfile.TemporaryDirectory() as directory:
         url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
         await upgrade_async(url)
@@ -58,14 +101,10 @@ async def main() -> None:
         settings = Settings(
             database_url=url, issuer=f"http://127.0.0.1:{port}", rate_limit="100000/second"
         )
-        async with crm.serving(), store.serving(), aiohttp.ClientSession() as http:
+        async with crm_fake.serving(), store_fake.serving(), aiohttp.ClientSession() as http:
+            crm, commerce = configure()
             program = load_program(DEMO_PROGRAM).model_copy(
-                update={
-                    "crm": Crm(kind="hubspot", base_url=crm.base, token=crm.token, cache_ttl=0),
-                    "commerce": Commerce(
-                        kind="shopify", base_url=store.base, token=store.token, cache_ttl=0
-                    ),
-                }
+                update={"crm": crm, "commerce": commerce}
             )
             app = create_app(settings, scheduled_jobs=False, programs={program.id: program})
             async with serving(app, port) as base:
@@ -85,20 +124,23 @@ async def main() -> None:
                         assert answer.status == 200 and "errors" not in result, result
 
                 for i in range(MEMBERS):
-                    await graphql(ENROLL, {"c": str(1000 + i)})
-                await graphql(MEMBER, {"c": "1000"})  # warm: connections to the fakes open
-                crm.latency, store.latency = CRM_LATENCY, STORE_LATENCY
+                    await graphql(ENROLL, {"c": str(FIRST_CUSTOMER + i)})
+                # warm: tokens of the backends, connections to the fakes
+                await graphql(MEMBER, {"c": str(FIRST_CUSTOMER)})
+                crm_fake.latency, store_fake.latency = CRM_LATENCY, STORE_LATENCY
                 samples = []
                 for round_ in range(ROUNDS):
                     began = time.perf_counter()
                     for i in range(PER_ROUND):
-                        await graphql(MEMBER, {"c": str(1000 + (round_ * PER_ROUND + i) % MEMBERS)})
+                        customer = FIRST_CUSTOMER + (round_ * PER_ROUND + i) % MEMBERS
+                        await graphql(MEMBER, {"c": str(customer)})
                     samples.append((time.perf_counter() - began) / PER_ROUND)
-                r3 = statistics.median(samples)
+                began = time.perf_counter()
+                await graphql(PAGE, {})
+                page = time.perf_counter() - began
 
-                crm.latency = store.latency = 0.0
-                crm.reset()
-                store.reset()
+                crm_fake.latency = store_fake.latency = 0.0
+                forget_calls()
                 engine = app.state.database.engine.sync_engine
                 statements: list[str] = []
 
@@ -110,18 +152,28 @@ async def main() -> None:
                     await graphql(PAGE, {})
                 finally:
                     event.remove(engine, "before_cursor_execute", count)
-    slowest = max(CRM_LATENCY, STORE_LATENCY)
-    print(
-        f"R3 member with profile ({CRM_LATENCY * 1e3:.0f} ms) and orders "
-        f"({STORE_LATENCY * 1e3:.0f} ms): {r3 * 1e3:.1f} ms = {r3 / slowest:.2f} × the slowest "
-        f"backend ({(CRM_LATENCY + STORE_LATENCY) / slowest:.2f} × would be one after the other)"
-    )
-    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    print(
-        f"R4 members(first: {MEMBERS}) with points, tier, transactions(first: 5), profile, "
-        f"orders: {len(selects)} SELECTs ({len(statements)} statements), "
-        f"CRM calls {crm.calls}, store calls {store.calls}"
-    )
+    return Figures(statistics.median(samples), page, statements)
+
+
+async def main() -> None:
+    crm, store = FakeHubSpot(token="pat-bench"), FakeShopify(token="shpat_bench")
+    for i in range(MEMBERS):
+        crm.add(str(FIRST_CUSTOMER + i), firstname=f"F{i}", lifecyclestage="customer")
+        store.add_order(str(FIRST_CUSTOMER + i), f"#{i}", "12.50")
+
+    def forget_calls() -> None:
+        crm.reset()
+        store.reset()
+
+    def configure() -> tuple[Crm, Commerce]:
+        return (
+            Crm(kind="hubspot", base_url=crm.base, token=crm.token, cache_ttl=0),
+            Commerce(kind="shopify", base_url=store.base, token=store.token, cache_ttl=0),
+        )
+
+    figures = await measure(crm, store, configure, forget_calls)
+    print(figures.r3_line("", ""))
+    print(figures.r4_line(f"CRM calls {crm.calls}, store calls {store.calls}"))
 
 
 if __name__ == "__main__":
