@@ -130,6 +130,8 @@ class Plan:
         self, ctx: Context, variables: Mapping[str, Any] | None
     ) -> ExecutionResult | None:
         """The result the executor would give, or None when the plan gives up."""
+        if variables is not None and not isinstance(variables, dict):
+            return None
         coerced = get_variable_values(
             self.schema, self.operation.variable_definitions or (), dict(variables or {}), 1
         )
@@ -140,6 +142,7 @@ class Plan:
         except GiveUp:
             return None
         except Exception:  # noqa: BLE001 - any refusal or failure: the normal path decides
+            await _start_afresh(ctx)
             return None
         extensions = copy.copy(self.extensions) if self.extensions else None
         return ExecutionResult(data=data, errors=None, extensions=extensions)
@@ -258,6 +261,15 @@ class _Info:
     context: Context
 
 
+async def _start_afresh(ctx: Context) -> None:
+    """After a failure, the request's loaders and read transaction are dropped: the normal
+    path then runs as if no plan had (and meets, and reports, whatever failed)."""
+    try:
+        await ctx.forget_loaded()
+    except Exception:  # noqa: BLE001 - the normal path meets it again and answers for it
+        ctx._reader = None
+
+
 def _subselections(nodes: list[FieldNode]) -> list[SelectionSetNode]:
     return [node.selection_set for node in nodes if node.selection_set is not None]
 
@@ -267,6 +279,8 @@ def _included(selection: Any, values: dict[str, Any]) -> bool:
         name = directive.name.value
         argument = directive.arguments[0].value
         flag = values.get(argument.name.value) if argument.kind == "variable" else argument.value
+        if not isinstance(flag, bool):
+            raise GiveUp  # a null `if`: the executor's error
         if (name == _SKIP and flag is True) or (name == _INCLUDE and flag is not True):
             return False
     return True
