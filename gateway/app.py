@@ -197,6 +197,7 @@ def create_app(
         backends=lambda: getattr(app.state, "backends", None),
         persisted=persisted,
     )
+    app.state.graphql = graphql
     app.state.oauth_rate_limiter = oauth_rate_limiter
     inbound = InboundWebhooks(
         service,

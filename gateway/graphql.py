@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from gateway import pages, unavailable
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries, PersistedQueryError
+from gateway.plans import Plans
 from gateway.ratelimit import RateLimiter
 from gateway.websocket import (
     CLOSE_RATE_LIMITED,
@@ -227,6 +229,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         revocations: RevocationWatch | None = None,
         backends: Callable[[], Backends | None] = lambda: None,
         persisted: PersistedQueries | None = None,
+        plans: bool = True,
     ) -> None:
         super().__init__(
             schema,
@@ -249,6 +252,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.timeout = timeout
         self.suggestions = introspection
         self.persisted = persisted or PersistedQueries()
+        self.plans: Plans | None = Plans(schema._schema) if plans else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -381,6 +385,41 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         for data in parsed if isinstance(parsed, list) else [parsed]:
             data.query = await self.persisted.resolve(data.query, data.extensions)
         return parsed
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A document with a compiled plan (`gateway.plans`) is answered by it, counted as
+        the executor's answers are; any other, or one its plan gives up on, the normal way
+        (whose first answer without an error teaches the plans the document)."""
+        plans = self.plans
+        query, name = request_data.query, request_data.operation_name
+        if plans is not None:
+            plan = plans.find(query, name)
+            if plan is not None:
+                started = time.perf_counter()
+                planned = await plan.run(context, request_data.variables)
+                if planned is not None:
+                    self.metrics.requests.labels(self.metrics.label(plan.name), "query").inc()
+                    self.metrics.latency.labels("query").observe(time.perf_counter() - started)
+                    return planned
+        result = await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
+        if plans is not None and not plans.known(query, name):
+            plans.learn(query, name, result)
+        return result
 
     def encode_json(self, data: object) -> str | bytes:
         # A subscription result shared by many subscriptions was encoded once for all.

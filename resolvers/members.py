@@ -11,7 +11,7 @@ from backends.crm.base import CrmProfile
 from backends.errors import BackendError
 from ledger import read_repository, rules
 from ledger.commands import MemberRef
-from ledger.models import Member
+from ledger.models import Account, Member
 from resolvers import pagination
 from resolvers.context import Context
 from resolvers.errors import BAD_USER_INPUT, FORBIDDEN, ApiError, BackendUnavailableError
@@ -62,6 +62,30 @@ async def find(ctx: Context, ref: Reference | None) -> Member | None:
     if len(named.customer_id) > MAX_CUSTOMER_ID:
         return None
     return await ctx.loaders.member_by_customer_id.load(named.customer_id)
+
+
+async def find_with_account(
+    ctx: Context, ref: Reference | None
+) -> tuple[Member, Account | None] | None:
+    """What `find` answers, with the member's account, read in one statement of the
+    request's read transaction without the loaders (the compiled plans of
+    `gateway.plans` read one member this way)."""
+    named = await target(ctx, ref)
+    pid = ctx.program_id
+    if named.id is not None:
+        member_id = named.id
+        by_id = await ctx.reader.run(
+            lambda session: read_repository.members_by_ids(session, pid, [member_id])
+        )
+        return by_id.get(member_id)
+    customer_id = named.customer_id
+    assert customer_id is not None
+    if len(customer_id) > MAX_CUSTOMER_ID or rules.text_problem(customer_id):
+        return None  # names nobody: not asked (as the loaders do)
+    by_customer = await ctx.reader.run(
+        lambda session: read_repository.members_by_customer_ids(session, pid, [customer_id])
+    )
+    return by_customer.get(customer_id)
 
 
 async def me(ctx: Context) -> Member | None:

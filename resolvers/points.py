@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ledger import rules
-from ledger.models import Entry, EntryKind, Member
-from ledger.program import Tier
+from ledger.models import Account, Entry, EntryKind, Member
+from ledger.program import Program, Tier
 from resolvers import pagination
 from resolvers.context import Context
 from resolvers.loaders import PageKey
@@ -29,7 +29,11 @@ class Expiry:
 
 
 async def balance(ctx: Context, member: Member) -> Balance:
-    account = await ctx.loaders.account_by_member_id.load(member.id)
+    return balance_of(member, await ctx.loaders.account_by_member_id.load(member.id))
+
+
+def balance_of(member: Member, account: Account | None) -> Balance:
+    """The balances of a member's account (zero before its first posting)."""
     if account is None:
         return Balance(member.id, 0, 0, 0, 0)
     return Balance(
@@ -45,9 +49,13 @@ async def expiring_soon(ctx: Context, member_id: int) -> list[Expiry]:
 
 async def tier(ctx: Context, member: Member) -> tuple[Tier, Tier | None]:
     """The member's tier and the next one: its account alone, no qualifying value."""
-    account = await ctx.loaders.account_by_member_id.load(member.id)
-    current = rules.standing(ctx.program.tiers, account.tier if account else None, 0).current
-    return current, rules.next_tier(ctx.program.tiers, current)
+    return tier_of(ctx.program, await ctx.loaders.account_by_member_id.load(member.id))
+
+
+def tier_of(program: Program, account: Account | None) -> tuple[Tier, Tier | None]:
+    """The tier an account is at and the next one (no qualifying value)."""
+    current = rules.standing(program.tiers, account.tier if account else None, 0).current
+    return current, rules.next_tier(program.tiers, current)
 
 
 async def standing(ctx: Context, member: Member) -> rules.Standing:
