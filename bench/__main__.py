@@ -48,21 +48,44 @@ def others() -> str:
     return out.getvalue()
 
 
+def rows_named(text: str) -> frozenset[str]:
+    """`--only`'s value: row ids, each one of `http_rows.ROWS`."""
+    named = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = named - http_rows.ROWS
+    if not named or unknown:
+        raise argparse.ArgumentTypeError(f"no such rows: {', '.join(sorted(unknown)) or text!r}")
+    return named
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--smoke", action="store_true", help="tiny sizes, one-second loads")
     size.add_argument("--full", action="store_true", help="the full sizes and durations")
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
+    parser.add_argument(
+        "--only",
+        type=rows_named,
+        metavar="ROWS",
+        help=f"only these HTTP rows, comma-separated ({', '.join(sorted(http_rows.ROWS))}); "
+        "the other scenarios are skipped and RESULTS.md is left alone",
+    )
+    databases = parser.add_mutually_exclusive_group()
+    databases.add_argument("--sqlite-only", action="store_true", help="no PostgreSQL rows")
+    databases.add_argument("--postgres-only", action="store_true", help="no SQLite rows")
     args = parser.parse_args()
     harness.require_wrk()
     sizes = http_rows.SMOKE if args.smoke else http_rows.FULL if args.full else http_rows.Sizes()
-    rows = http_rows.run("sqlite", sizes)
-    postgres = sizes.postgres_rows
-    rows += http_rows.run("postgres", sizes, postgres)
+    rows: list[Row] = []
+    if not args.postgres_only:
+        rows += http_rows.run("sqlite", sizes, args.only)
+    if not args.sqlite_only:
+        postgres = sizes.postgres_rows if args.only is None else sizes.postgres_rows & args.only
+        if postgres:
+            rows += http_rows.run("postgres", sizes, postgres)
     printed = table(rows)
     print(printed, flush=True)
-    if args.smoke:
+    if args.smoke or args.only is not None:
         return
     rest = others()
     print()

@@ -27,6 +27,8 @@ import asyncpg  # type: ignore[import-untyped]
 from bench import dataset, harness
 from bench.harness import Load, Measure, Server
 
+ROWS = frozenset({"R1", "R1p", "R2", "R6", "R7", "memory"})
+
 READ = (
     "query Member($c: String!) { member(ref: {customerId: $c}) "
     "{ points { available pending } tier { current { name } } } }"
@@ -154,7 +156,7 @@ def _probe(server: Server, path: str, body: str, token: str | None) -> None:
 
 
 def run(kind: str, sizes: Sizes, only: frozenset[str] | None = None) -> list[Row]:
-    wanted = only or frozenset({"R1", "R1p", "R2", "R6", "R7", "memory"})
+    wanted = only or ROWS
     rows: list[Row] = []
     name = "SQLite" if kind == "sqlite" else "PostgreSQL"
     s = sizes.seconds
