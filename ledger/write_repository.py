@@ -1,4 +1,7 @@
-"""Every SQL statement of the ledger. Functions take the session and return rows."""
+"""The SQL of the write side: members, accounts, lots, entries, rewards, holds and
+redemptions, and the inserts every new row goes through. Functions take the session and
+return rows. Orders are `orders_repository`, idempotency records and the outbox
+`outbox_repository`."""
 
 from __future__ import annotations
 
@@ -21,13 +24,10 @@ from ledger.models import (
     ForgottenCustomer,
     Hold,
     HoldStatus,
-    IdempotencyRecord,
     Lot,
     LotStatus,
     Member,
-    Order,
     OutboxEvent,
-    PendingRefund,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -103,68 +103,6 @@ async def referrals_since(session: AsyncSession, referrer_id: int, since: dateti
         .where(Member.referred_by_id == referrer_id, Member.enrolled_at >= since)
     )
     return int(count or 0)
-
-
-async def order_by_order_id(
-    session: AsyncSession, program_id: str, order_id: str, *, lock: bool = False
-) -> Order | None:
-    query = select(Order).where(Order.program_id == program_id, Order.order_id == order_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return await session.scalar(query)
-
-
-async def order_state(session: AsyncSession, program_id: str, order_id: str) -> tuple[bool, bool]:
-    """Whether the order id has earned already, and whether refunds of it wait for its
-    purchase: both in one round trip."""
-    earned = select(Order.id).where(Order.program_id == program_id, Order.order_id == order_id)
-    waiting = select(PendingRefund.id).where(
-        PendingRefund.program_id == program_id,
-        PendingRefund.order_id == order_id,
-        PendingRefund.applied_at.is_(None),
-    )
-    row = (await session.execute(select(earned.exists(), waiting.exists()))).one()
-    return bool(row[0]), bool(row[1])
-
-
-async def lock_order_id(session: AsyncSession, program_id: str, order_id: str) -> None:
-    """Serialize a purchase and a refund of one order id that has no order row yet
-    (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer at a time)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    await session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{program_id}/{order_id}", 0)))
-    )
-
-
-async def pending_refunds(
-    session: AsyncSession, program_id: str, order_id: str
-) -> list[PendingRefund]:
-    """The refunds of an order still waiting for its purchase, in arrival order."""
-    query = (
-        select(PendingRefund)
-        .where(
-            PendingRefund.program_id == program_id,
-            PendingRefund.order_id == order_id,
-            PendingRefund.applied_at.is_(None),
-        )
-        .order_by(PendingRefund.id)
-        .with_for_update()
-    )
-    return list((await session.scalars(query)).all())
-
-
-async def has_orders(session: AsyncSession, member_id: int) -> bool:
-    found = await session.scalar(select(Order.id).where(Order.member_id == member_id).limit(1))
-    return found is not None
-
-
-async def net_spend_cents(session: AsyncSession, member_id: int) -> int:
-    """Eligible spend net of refunds of every order of the member, in cents."""
-    total = await session.scalar(
-        select(func.sum(Order.net_spend_cents)).where(Order.member_id == member_id)
-    )
-    return int(total or 0)
 
 
 async def lot(session: AsyncSession, lot_id: int) -> Lot | None:
@@ -329,59 +267,6 @@ async def hold(session: AsyncSession, program_id: str, hold_id: int) -> Hold | N
     )
 
 
-async def idempotency_record(
-    session: AsyncSession, program_id: str, client_id: str, key: str
-) -> IdempotencyRecord | None:
-    return await session.scalar(
-        select(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.program_id == program_id,
-            IdempotencyRecord.client_id == client_id,
-            IdempotencyRecord.key == key,
-        )
-        .execution_options(populate_existing=True)
-    )
-
-
-async def qualifying_points(
-    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
-) -> dict[int, int]:
-    """EARN points net of refunds of available orders since `since`, per member."""
-    return await _order_sums(
-        session, program_id, since, member_ids, func.sum(Order.points - Order.reversed)
-    )
-
-
-async def qualifying_spend_cents(
-    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
-) -> dict[int, int]:
-    """Eligible spend net of refunds (in cents) of available orders since `since`, per member."""
-    return await _order_sums(
-        session, program_id, since, member_ids, func.sum(Order.net_spend_cents)
-    )
-
-
-async def _order_sums(
-    session: AsyncSession,
-    program_id: str,
-    since: datetime | None,
-    member_ids: Sequence[int] | None,
-    total: ColumnElement[Any],
-) -> dict[int, int]:
-    query = (
-        select(Order.member_id, total)
-        .join(Lot, Lot.id == Order.lot_id)
-        .where(Order.program_id == program_id, Lot.status != LotStatus.PENDING)
-        .group_by(Order.member_id)
-    )
-    if since is not None:
-        query = query.where(Order.occurred_at >= since)
-    if member_ids is not None:
-        query = query.where(Order.member_id.in_(member_ids))
-    rows = await session.execute(query)
-    return {member_id: int(value or 0) for member_id, value in rows}
-
-
 async def lock_jobs(session: AsyncSession, program_id: str) -> None:
     """One job run per program at a time across replicas (SQLite: the write lock)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -515,48 +400,4 @@ async def erase_adjust_reasons(session: AsyncSession, member_id: int) -> None:
         .where(Entry.member_id == member_id, Entry.kind == EntryKind.ADJUST)
         .values(reason=None)
         .execution_options(synchronize_session=False)
-    )
-
-
-async def delete_idempotency_records(
-    session: AsyncSession, program_id: str, client_id: str
-) -> None:
-    await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.program_id == program_id, IdempotencyRecord.client_id == client_id
-        )
-    )
-
-
-async def purge_idempotency_records(
-    session: AsyncSession, program_id: str, older_than: datetime
-) -> int:
-    """Delete the program's idempotency records made before `older_than`; how many."""
-    result = await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.program_id == program_id, IdempotencyRecord.created_at < older_than
-        )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def claim_unpublished(
-    session: AsyncSession, limit: int, *, skip_locked: bool
-) -> list[OutboxEvent]:
-    """The oldest outbox rows not yet published, locked for this transaction; with
-    `skip_locked` (PostgreSQL) rows another relay holds are passed over."""
-    claim = (
-        select(OutboxEvent)
-        .where(OutboxEvent.published_at.is_(None))
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-    )
-    if skip_locked:
-        claim = claim.with_for_update(skip_locked=True)
-    return list((await session.scalars(claim)).all())
-
-
-async def mark_published(session: AsyncSession, ids: Sequence[int], at: datetime) -> None:
-    await session.execute(
-        update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(published_at=at)
     )
