@@ -5,15 +5,28 @@ return rows. Orders are `orders_repository`, idempotency records and the outbox
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, inspect, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Table,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger.models import (
     Account,
@@ -189,18 +202,50 @@ Row = TypeVar("Row", bound=Base)
 def _values(row: Base) -> dict[str, Any]:
     """The column values set on a new, unsaved object (the rest take their defaults)."""
     state = row.__dict__
-    return {
-        attr.key: state[attr.key] for attr in inspect(type(row)).column_attrs if attr.key in state
-    }
+    return {key: state[key] for key, _ in _columns(type(row)) if key in state}
+
+
+@functools.cache
+def _columns(model: type[Base]) -> tuple[tuple[str, ColumnElement[Any]], ...]:
+    """The model's (attribute, column) pairs."""
+    return tuple((attr.key, attr.columns[0]) for attr in inspect(model).column_attrs)
+
+
+@functools.cache
+def _insert_statement(model: type[Base], dialect: str, unless_exists: bool) -> Insert:
+    """One Core INSERT ... RETURNING per model (and dialect), built once: executed with
+    each row's values, its compiled form comes from the engine's cache."""
+    table = cast(Table, model.__table__)
+    columns = [column for _, column in _columns(model)]
+    if not unless_exists:
+        return insert(table).returning(*columns)
+    insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_of(table).on_conflict_do_nothing().returning(*columns)
+
+
+async def _insert(session: AsyncSession, row: Row, *, unless_exists: bool) -> Row | None:
+    """The Core insert of `insert_row`: no ORM bulk insert, no unit-of-work flush. The
+    stored values (ids, defaults) are set on `row`, which joins the session as a loaded,
+    persistent object."""
+    model = type(row)
+    dialect = session.get_bind().dialect.name
+    statement = _insert_statement(model, dialect, unless_exists)
+    stored = (await session.execute(statement, _values(row))).one_or_none()
+    if stored is None:
+        return None
+    for (key, _), value in zip(_columns(model), stored, strict=True):
+        set_committed_value(row, key, value)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 async def insert_row(session: AsyncSession, row: Row) -> Row:
     """Insert the new object `row` in one INSERT ... RETURNING, without a unit-of-work
-    flush; returns the stored row (ids filled in), persistent in the session. `row`
-    itself stays unsaved: use the returned object."""
-    model = type(row)
-    statement = insert(model).values(_values(row)).returning(model)
-    return (await session.scalars(statement)).one()
+    flush; returns it stored (ids filled in), persistent in the session."""
+    stored = await _insert(session, row, unless_exists=False)
+    assert stored is not None
+    return stored
 
 
 async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:
@@ -208,10 +253,7 @@ async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:
     there already (INSERT ... ON CONFLICT DO NOTHING: no savepoint needed). On PostgreSQL
     a concurrent insert of that key makes this one wait for it to commit (then None) or
     roll back (then the row)."""
-    model = type(row)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(_values(row)).on_conflict_do_nothing().returning(model)
-    return (await session.scalars(statement)).one_or_none()
+    return await _insert(session, row, unless_exists=True)
 
 
 async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
