@@ -140,7 +140,7 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         await _referral_bonuses(scope, member, accounts, referrer_id)
     if refunds_waiting:
         await _apply_pending_refunds(scope, order)
-    return Outcome(member_id=member.id, entry_id=entry.id)
+    return Outcome(member_id=member.id, entry_id=entry.id, entry=entry)
 
 
 async def _apply_pending_refunds(scope: LedgerScope, order: Order) -> None:

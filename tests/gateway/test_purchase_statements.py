@@ -40,13 +40,15 @@ def statements(gw: Gateway) -> Iterator[list[tuple[int, str]]]:
         event.remove(engine, "commit", committed)
 
 
-def write_transaction(seen: list[tuple[int, str]]) -> list[str]:
+def write_transaction(seen: list[tuple[int, str]]) -> tuple[list[str], int]:
     """The statements of the purchase's transaction, from the idempotency key's insert
-    (its first statement once begun) to its COMMIT, on its connection alone."""
+    (its first statement once begun) to its COMMIT, on its connection alone; and the
+    position of that COMMIT in `seen`."""
     first = next(i for i, (_, text) in enumerate(seen) if text.startswith(KEY_INSERT))
     connection = seen[first][0]
-    mine = [text for c, text in seen[first:] if c == connection]
-    return mine[: mine.index("COMMIT") + 1]
+    mine = [(i, text) for i, (c, text) in enumerate(seen) if i >= first and c == connection]
+    end = next(n for n, (_, text) in enumerate(mine) if text == "COMMIT")
+    return [text for _, text in mine[: end + 1]], mine[end][0]
 
 
 KEY_INSERT = "INSERT INTO idempotency_keys"
@@ -66,6 +68,34 @@ async def test_a_purchase_costs_few_statements(gw: Gateway) -> None:
     assert bought["userErrors"] == []
     assert bought["transaction"]["points"] == 130
     assert bought["member"]["points"] == {"available": 100, "pending": 140}
-    written = write_transaction(seen)
+    written, _ = write_transaction(seen)
     dialect = gw.database.engine.dialect.name
     assert len(written) == WRITE_STATEMENTS[dialect], "\n".join(written)
+
+
+BENCH_PURCHASE = """mutation Buy($input: PurchaseInput!) {
+  recordPurchase(input: $input) { transaction { points } userErrors { code } } }"""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_answer_to_a_purchase_reads_nothing_back(gw: Gateway) -> None:
+    """The entry comes back from its INSERT; the member is read only when asked for."""
+    await enroll(gw, "ada")
+    await gw.token()
+    purchase = {
+        "idempotencyKey": "buy-1",
+        "member": {"customerId": "ada"},
+        "orderId": "1",
+        "currency": "USD",
+        "lines": [line("30.00", 2, "shoes", "SHOE")],
+    }
+    with statements(gw) as seen:
+        data = await gw.partner(BENCH_PURCHASE, {"input": purchase})
+    assert data["recordPurchase"] == {"transaction": {"points": 120}, "userErrors": []}
+    _, commit = write_transaction(seen)
+    after = seen[commit + 1 :]
+    reads = [text for _, text in after if "FROM entries" in text or "FROM members" in text]
+    assert reads == []
+    # A replay of the key answers the same, the entry read back by its id.
+    again = await gw.partner(BENCH_PURCHASE, {"input": purchase})
+    assert again == data
