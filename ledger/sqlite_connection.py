@@ -3,10 +3,10 @@
 aiosqlite runs every call of a connection in its own worker thread; SQLAlchemy's adapter
 makes four such calls per statement (open a cursor, execute, fetch the rows, close the
 cursor), each a trip through the thread's queue and back to the event loop with a
-thread switch both ways. Under load those trips, not SQLite, were most of a write's
-time. The cursor here does the four in one trip: the statement runs, its rows are
-fetched and its cursor closed in the worker thread, and the rows are handed back
-buffered (as SQLAlchemy's adapter buffers them anyway). Neither aiosqlite nor
+thread switch both ways: 76 trips for one recordPurchase request. The cursor here does
+the four in one trip (26 for that request): the statement runs, its rows are fetched
+and its cursor closed in the worker thread, and the rows are handed back buffered (as
+SQLAlchemy's adapter buffers them anyway). Neither aiosqlite nor
 SQLAlchemy offers this, hence the hand-written cursor; it keeps aiosqlite's thread,
 queue and errors (the sqlite3 exceptions, unchanged).
 """
