@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.models import Lot, LotStatus, Order, PendingRefund
@@ -22,16 +22,26 @@ async def order_by_order_id(
     return await session.scalar(query)
 
 
+# Built once (every purchase asks it): executed with the program and order ids.
+_ORDER_STATE = select(
+    select(Order.id)
+    .where(Order.program_id == bindparam("program_id"), Order.order_id == bindparam("order_id"))
+    .exists(),
+    select(PendingRefund.id)
+    .where(
+        PendingRefund.program_id == bindparam("program_id"),
+        PendingRefund.order_id == bindparam("order_id"),
+        PendingRefund.applied_at.is_(None),
+    )
+    .exists(),
+)
+
+
 async def order_state(session: AsyncSession, program_id: str, order_id: str) -> tuple[bool, bool]:
     """Whether the order id has earned already, and whether refunds of it wait for its
     purchase: both in one round trip."""
-    earned = select(Order.id).where(Order.program_id == program_id, Order.order_id == order_id)
-    waiting = select(PendingRefund.id).where(
-        PendingRefund.program_id == program_id,
-        PendingRefund.order_id == order_id,
-        PendingRefund.applied_at.is_(None),
-    )
-    row = (await session.execute(select(earned.exists(), waiting.exists()))).one()
+    params = {"program_id": program_id, "order_id": order_id}
+    row = (await session.execute(_ORDER_STATE, params)).one()
     return bool(row[0]), bool(row[1])
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Insert,
     Table,
+    bindparam,
     delete,
     func,
     insert,
@@ -57,16 +58,19 @@ async def member_by_id(session: AsyncSession, program_id: str, member_id: int) -
     )
 
 
+# Built once (every write by customer id starts here).
+_MEMBER_BY_CUSTOMER_ID = select(Member).where(
+    Member.program_id == bindparam("program_id"),
+    Member.customer_id == bindparam("customer_id"),
+    Member.forgotten_at.is_(None),
+)
+
+
 async def member_by_customer_id(
     session: AsyncSession, program_id: str, customer_id: str
 ) -> Member | None:
-    return await session.scalar(
-        select(Member).where(
-            Member.program_id == program_id,
-            Member.customer_id == customer_id,
-            Member.forgotten_at.is_(None),
-        )
-    )
+    params = {"program_id": program_id, "customer_id": customer_id}
+    return await session.scalar(_MEMBER_BY_CUSTOMER_ID, params)
 
 
 async def any_member(session: AsyncSession, program_id: str, member_id: int) -> Member | None:
@@ -88,6 +92,16 @@ async def member_by_referral_code(
     )
 
 
+# Built once (every posting starts here).
+_LOCK_ACCOUNTS = (
+    select(Account)
+    .where(Account.member_id.in_(bindparam("member_ids", expanding=True)))
+    .order_by(Account.member_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_accounts(session: AsyncSession, member_ids: Sequence[int]) -> list[Account]:
     """Lock the accounts of `member_ids` in primary-key order, and return them in that order.
 
@@ -95,14 +109,7 @@ async def lock_accounts(session: AsyncSession, member_ids: Sequence[int]) -> lis
     holds the database lock.
     """
     ordered = sorted(set(member_ids))
-    rows = await session.scalars(
-        select(Account)
-        .where(Account.member_id.in_(ordered))
-        .order_by(Account.member_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return list(rows)
+    return list(await session.scalars(_LOCK_ACCOUNTS, {"member_ids": ordered}))
 
 
 async def account(session: AsyncSession, member_id: int) -> Account | None:
