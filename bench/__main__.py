@@ -53,9 +53,8 @@ def rows_named(text: str) -> frozenset[str]:
     named = frozenset(part.strip() for part in text.split(",") if part.strip())
     unknown = named - http_rows.ROWS
     if not named or unknown:
-        raise argparse.ArgumentTypeError(
-            f"no such rows: {', '.join(sorted(unknown)) or repr(text)}"
-        )
+        named_badly = ", ".join(sorted(unknown)) or repr(text)
+        raise argparse.ArgumentTypeError(f"no such rows: {named_badly}")
     return named
 
 

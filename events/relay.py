@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from events.bus import BrokerUnavailable, Bus, Event
-from ledger import write_repository
+from ledger import outbox_repository
 from ledger.db import Database
 from ledger.models import OutboxEvent
 
@@ -89,13 +89,13 @@ class OutboxRelay:
 
     async def _publish_batch(self) -> int:
         async with self.database.transaction() as session:
-            rows = await write_repository.claim_unpublished(
+            rows = await outbox_repository.claim_unpublished(
                 session, self.batch, skip_locked=not self.database.is_sqlite
             )
             if not rows:
                 return 0
             await self._publish([event_of(row) for row in rows if row.id not in self._early])
-            await write_repository.mark_published(session, [row.id for row in rows], self.clock())
+            await outbox_repository.mark_published(session, [row.id for row in rows], self.clock())
         for row in rows:
             self._early.pop(row.id, None)
         return len(rows)

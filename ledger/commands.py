@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import rules
 from ledger.errors import LedgerError
 from ledger.program import Channel
 from ledger.rules import Line
+
+if TYPE_CHECKING:
+    from ledger.models import Entry
 
 MAX_BATCH = 500
 
@@ -211,14 +214,18 @@ class Outcome:
     delivery_id: int | None = None
     problem: Problem | None = None
     replayed: bool = False
+    # The entry written, as this transaction wrote it, for the answer that follows the
+    # write; never stored (a replay reads the entry back by `entry_id`).
+    entry: Entry | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, entry=None))
         data.pop("replayed")
+        data.pop("entry")
         return data
 
     @classmethod

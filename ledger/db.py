@@ -33,6 +33,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
+from ledger import sqlite_connection
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # PostgreSQL going away, shutting down, starting up, or out of connection slots.
@@ -119,6 +121,11 @@ def create_engine(
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _open(dialect: Any, record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> None:
+        # aiosqlite's connection, with cursors of one hand-off per statement.
+        cparams["async_creator_fn"] = sqlite_connection.connect
+
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.

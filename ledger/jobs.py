@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ledger import outbox, postings, rules, tiers, write_repository
+from ledger import outbox, outbox_repository, postings, rules, tiers, write_repository
 from ledger.models import (
     EntryKind,
     HoldStatus,
@@ -174,6 +174,6 @@ async def _reevaluate_tiers(scope: LedgerScope, report: JobReport) -> None:
 
 
 async def _purge_idempotency_keys(scope: LedgerScope, report: JobReport) -> None:
-    report.keys_purged = await write_repository.purge_idempotency_records(
+    report.keys_purged = await outbox_repository.purge_idempotency_records(
         scope.session, scope.program_id, scope.now - IDEMPOTENCY_RETENTION
     )

@@ -8,7 +8,15 @@ import secrets
 from datetime import date
 from typing import Any
 
-from ledger import outbox, postings, read_repository, rewards, rules, write_repository
+from ledger import (
+    outbox,
+    outbox_repository,
+    postings,
+    read_repository,
+    rewards,
+    rules,
+    write_repository,
+)
 from ledger.commands import EnrollMember, ForgetMember, Outcome, UpdateMember, member_client_key
 from ledger.errors import AlreadyEnrolled, InvalidInput, InvalidState, LimitReached, UnknownMember
 from ledger.models import Account, EntryKind, HoldStatus, Member
@@ -199,7 +207,7 @@ async def forget(scope: LedgerScope, command: ForgetMember) -> Outcome:
     await write_repository.erase_adjust_reasons(scope.session, member.id)
     for event in await write_repository.member_events(scope.session, member.id):
         event.payload = outbox.erased(event.payload)
-    await write_repository.delete_idempotency_records(
+    await outbox_repository.delete_idempotency_records(
         scope.session, scope.program_id, member_client_key(member.customer_id)
     )
     await write_repository.mark_forgotten(

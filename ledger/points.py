@@ -8,7 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ledger import outbox, postings, rules, tiers, write_repository
+from ledger import orders_repository, outbox, postings, rules, tiers, write_repository
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
     AlreadyEnrolled,
@@ -67,10 +67,10 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     too_large = rules.order_problem(eligible, 0)
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
-    await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
+    await orders_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
     # The order id's lock keeps both answers true until this transaction ends: no refund
     # of it can be kept meanwhile.
-    earned, refunds_waiting = await write_repository.order_state(
+    earned, refunds_waiting = await orders_repository.order_state(
         scope.session, scope.program_id, command.order_id
     )
     if earned:
@@ -80,11 +80,11 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     # order like every multi-account lock (the jobs' too), or the two could deadlock.
     # The member's lock serializes its purchases, so "first purchase" is decided once.
     referrer_id = member.referred_by_id
-    if referrer_id is not None and await write_repository.has_orders(scope.session, member.id):
+    if referrer_id is not None and await orders_repository.has_orders(scope.session, member.id):
         referrer_id = None  # not the first purchase (orders are never deleted)
     accounts = await postings.lock(scope, member.id, *([referrer_id] if referrer_id else []))
     account = accounts[member.id]
-    if referrer_id is not None and await write_repository.has_orders(scope.session, member.id):
+    if referrer_id is not None and await orders_repository.has_orders(scope.session, member.id):
         referrer_id = None  # a concurrent first purchase committed while we waited
 
     tier = scope.program.tier(account.tier)
@@ -95,7 +95,7 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
     if too_large:
         raise InvalidAmount(too_large, ["lines"])
     if scope.program.tiering.basis == "spend":
-        spent = await write_repository.net_spend_cents(scope.session, member.id)
+        spent = await orders_repository.net_spend_cents(scope.session, member.id)
         too_much = rules.spend_problem(spent, eligible)
         if too_much:
             raise InvalidAmount(too_much, ["lines"])
@@ -140,14 +140,14 @@ async def record_purchase(scope: LedgerScope, command: RecordPurchase) -> Outcom
         await _referral_bonuses(scope, member, accounts, referrer_id)
     if refunds_waiting:
         await _apply_pending_refunds(scope, order)
-    return Outcome(member_id=member.id, entry_id=entry.id)
+    return Outcome(member_id=member.id, entry_id=entry.id, entry=entry)
 
 
 async def _apply_pending_refunds(scope: LedgerScope, order: Order) -> None:
     """Refunds reported before this purchase, applied now in arrival order; one that
     cannot apply to the order as it is (a line it does not have, more than it holds)
     is marked with the reason and never refuses the purchase."""
-    for pending in await write_repository.pending_refunds(
+    for pending in await orders_repository.pending_refunds(
         scope.session, scope.program_id, order.order_id
     ):
         request = _Refund.of_json(pending.refund)
@@ -326,14 +326,14 @@ async def refund(scope: LedgerScope, command: RefundPurchase) -> Outcome:
     `keep_until_purchase`, a refund of an order not recorded yet is kept and applied
     by `record_purchase` when the order arrives."""
     request = _refund_request(command)
-    order = await write_repository.order_by_order_id(
+    order = await orders_repository.order_by_order_id(
         scope.session, scope.program_id, command.order_id, lock=True
     )
     if order is None and command.keep_until_purchase:
         _check_id(command.order_id, "orderId")
         # A purchase of this order id committing meanwhile: wait for it, then look again.
-        await write_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
-        order = await write_repository.order_by_order_id(
+        await orders_repository.lock_order_id(scope.session, scope.program_id, command.order_id)
+        order = await orders_repository.order_by_order_id(
             scope.session, scope.program_id, command.order_id, lock=True
         )
         if order is None:

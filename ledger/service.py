@@ -18,6 +18,7 @@ from ledger import (
     figures,
     jobs,
     members,
+    outbox_repository,
     points,
     read_repository,
     rewards,
@@ -175,7 +176,7 @@ class LoyaltyService:
         )
         if record is not None:
             return record
-        stored = await write_repository.idempotency_record(
+        stored = await outbox_repository.idempotency_record(
             scope.session, scope.program_id, client_id, key
         )
         if stored is None or not stored.response:

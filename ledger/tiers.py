@@ -3,7 +3,7 @@ reaches (upgrades on any write, downgrades only when the scheduled jobs re-evalu
 
 from __future__ import annotations
 
-from ledger import outbox, rules, write_repository
+from ledger import orders_repository, outbox, rules
 from ledger.models import Account
 from ledger.scope import LedgerScope
 
@@ -13,8 +13,8 @@ async def qualifying_value(scope: LedgerScope, member_ids: list[int] | None) -> 
     since = rules.qualifying_since(scope.now, scope.program.tiering.window_days)
     session, program_id = scope.session, scope.program_id
     if scope.program.tiering.basis == "points":
-        return await write_repository.qualifying_points(session, program_id, since, member_ids)
-    cents = await write_repository.qualifying_spend_cents(session, program_id, since, member_ids)
+        return await orders_repository.qualifying_points(session, program_id, since, member_ids)
+    cents = await orders_repository.qualifying_spend_cents(session, program_id, since, member_ids)
     return {member_id: rules.spend_value(value) for member_id, value in cents.items()}
 
 

@@ -1,16 +1,33 @@
-"""Every SQL statement of the ledger. Functions take the session and return rows."""
+"""The SQL of the write side: members, accounts, lots, entries, rewards, holds and
+redemptions, and the inserts every new row goes through. Functions take the session and
+return rows. Orders are `orders_repository`, idempotency records and the outbox
+`outbox_repository`."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, inspect, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ledger.models import (
     Account,
@@ -21,13 +38,10 @@ from ledger.models import (
     ForgottenCustomer,
     Hold,
     HoldStatus,
-    IdempotencyRecord,
     Lot,
     LotStatus,
     Member,
-    Order,
     OutboxEvent,
-    PendingRefund,
     Redemption,
     RedemptionStatus,
     Reward,
@@ -44,16 +58,19 @@ async def member_by_id(session: AsyncSession, program_id: str, member_id: int) -
     )
 
 
+# Built once (every write by customer id starts here).
+_MEMBER_BY_CUSTOMER_ID = select(Member).where(
+    Member.program_id == bindparam("program_id"),
+    Member.customer_id == bindparam("customer_id"),
+    Member.forgotten_at.is_(None),
+)
+
+
 async def member_by_customer_id(
     session: AsyncSession, program_id: str, customer_id: str
 ) -> Member | None:
-    return await session.scalar(
-        select(Member).where(
-            Member.program_id == program_id,
-            Member.customer_id == customer_id,
-            Member.forgotten_at.is_(None),
-        )
-    )
+    params = {"program_id": program_id, "customer_id": customer_id}
+    return await session.scalar(_MEMBER_BY_CUSTOMER_ID, params)
 
 
 async def any_member(session: AsyncSession, program_id: str, member_id: int) -> Member | None:
@@ -75,6 +92,16 @@ async def member_by_referral_code(
     )
 
 
+# Built once (every posting starts here).
+_LOCK_ACCOUNTS = (
+    select(Account)
+    .where(Account.member_id.in_(bindparam("member_ids", expanding=True)))
+    .order_by(Account.member_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_accounts(session: AsyncSession, member_ids: Sequence[int]) -> list[Account]:
     """Lock the accounts of `member_ids` in primary-key order, and return them in that order.
 
@@ -82,14 +109,7 @@ async def lock_accounts(session: AsyncSession, member_ids: Sequence[int]) -> lis
     holds the database lock.
     """
     ordered = sorted(set(member_ids))
-    rows = await session.scalars(
-        select(Account)
-        .where(Account.member_id.in_(ordered))
-        .order_by(Account.member_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return list(rows)
+    return list(await session.scalars(_LOCK_ACCOUNTS, {"member_ids": ordered}))
 
 
 async def account(session: AsyncSession, member_id: int) -> Account | None:
@@ -103,68 +123,6 @@ async def referrals_since(session: AsyncSession, referrer_id: int, since: dateti
         .where(Member.referred_by_id == referrer_id, Member.enrolled_at >= since)
     )
     return int(count or 0)
-
-
-async def order_by_order_id(
-    session: AsyncSession, program_id: str, order_id: str, *, lock: bool = False
-) -> Order | None:
-    query = select(Order).where(Order.program_id == program_id, Order.order_id == order_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    return await session.scalar(query)
-
-
-async def order_state(session: AsyncSession, program_id: str, order_id: str) -> tuple[bool, bool]:
-    """Whether the order id has earned already, and whether refunds of it wait for its
-    purchase: both in one round trip."""
-    earned = select(Order.id).where(Order.program_id == program_id, Order.order_id == order_id)
-    waiting = select(PendingRefund.id).where(
-        PendingRefund.program_id == program_id,
-        PendingRefund.order_id == order_id,
-        PendingRefund.applied_at.is_(None),
-    )
-    row = (await session.execute(select(earned.exists(), waiting.exists()))).one()
-    return bool(row[0]), bool(row[1])
-
-
-async def lock_order_id(session: AsyncSession, program_id: str, order_id: str) -> None:
-    """Serialize a purchase and a refund of one order id that has no order row yet
-    (PostgreSQL: a transaction-scoped advisory lock; SQLite has one writer at a time)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    await session.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"{program_id}/{order_id}", 0)))
-    )
-
-
-async def pending_refunds(
-    session: AsyncSession, program_id: str, order_id: str
-) -> list[PendingRefund]:
-    """The refunds of an order still waiting for its purchase, in arrival order."""
-    query = (
-        select(PendingRefund)
-        .where(
-            PendingRefund.program_id == program_id,
-            PendingRefund.order_id == order_id,
-            PendingRefund.applied_at.is_(None),
-        )
-        .order_by(PendingRefund.id)
-        .with_for_update()
-    )
-    return list((await session.scalars(query)).all())
-
-
-async def has_orders(session: AsyncSession, member_id: int) -> bool:
-    found = await session.scalar(select(Order.id).where(Order.member_id == member_id).limit(1))
-    return found is not None
-
-
-async def net_spend_cents(session: AsyncSession, member_id: int) -> int:
-    """Eligible spend net of refunds of every order of the member, in cents."""
-    total = await session.scalar(
-        select(func.sum(Order.net_spend_cents)).where(Order.member_id == member_id)
-    )
-    return int(total or 0)
 
 
 async def lot(session: AsyncSession, lot_id: int) -> Lot | None:
@@ -251,18 +209,50 @@ Row = TypeVar("Row", bound=Base)
 def _values(row: Base) -> dict[str, Any]:
     """The column values set on a new, unsaved object (the rest take their defaults)."""
     state = row.__dict__
-    return {
-        attr.key: state[attr.key] for attr in inspect(type(row)).column_attrs if attr.key in state
-    }
+    return {key: state[key] for key, _ in _columns(type(row)) if key in state}
+
+
+@functools.cache
+def _columns(model: type[Base]) -> tuple[tuple[str, ColumnElement[Any]], ...]:
+    """The model's (attribute, column) pairs."""
+    return tuple((attr.key, attr.columns[0]) for attr in inspect(model).column_attrs)
+
+
+@functools.cache
+def _insert_statement(model: type[Base], dialect: str, unless_exists: bool) -> Insert:
+    """One Core INSERT ... RETURNING per model (and dialect), built once: executed with
+    each row's values, its compiled form comes from the engine's cache."""
+    table = cast(Table, model.__table__)
+    columns = [column for _, column in _columns(model)]
+    if not unless_exists:
+        return insert(table).returning(*columns)
+    insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_of(table).on_conflict_do_nothing().returning(*columns)
+
+
+async def _insert(session: AsyncSession, row: Row, *, unless_exists: bool) -> Row | None:
+    """The Core insert of `insert_row`: no ORM bulk insert, no unit-of-work flush. The
+    stored values (ids, defaults) are set on `row`, which joins the session as a loaded,
+    persistent object."""
+    model = type(row)
+    dialect = session.get_bind().dialect.name
+    statement = _insert_statement(model, dialect, unless_exists)
+    stored = (await session.execute(statement, _values(row))).one_or_none()
+    if stored is None:
+        return None
+    for (key, _), value in zip(_columns(model), stored, strict=True):
+        set_committed_value(row, key, value)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 async def insert_row(session: AsyncSession, row: Row) -> Row:
     """Insert the new object `row` in one INSERT ... RETURNING, without a unit-of-work
-    flush; returns the stored row (ids filled in), persistent in the session. `row`
-    itself stays unsaved: use the returned object."""
-    model = type(row)
-    statement = insert(model).values(_values(row)).returning(model)
-    return (await session.scalars(statement)).one()
+    flush; returns it stored (ids filled in), persistent in the session."""
+    stored = await _insert(session, row, unless_exists=False)
+    assert stored is not None
+    return stored
 
 
 async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:
@@ -270,10 +260,7 @@ async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:
     there already (INSERT ... ON CONFLICT DO NOTHING: no savepoint needed). On PostgreSQL
     a concurrent insert of that key makes this one wait for it to commit (then None) or
     roll back (then the row)."""
-    model = type(row)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).values(_values(row)).on_conflict_do_nothing().returning(model)
-    return (await session.scalars(statement)).one_or_none()
+    return await _insert(session, row, unless_exists=True)
 
 
 async def take_stock(session: AsyncSession, program_id: str, reward_id: str) -> bool:
@@ -327,59 +314,6 @@ async def hold(session: AsyncSession, program_id: str, hold_id: int) -> Hold | N
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-
-
-async def idempotency_record(
-    session: AsyncSession, program_id: str, client_id: str, key: str
-) -> IdempotencyRecord | None:
-    return await session.scalar(
-        select(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.program_id == program_id,
-            IdempotencyRecord.client_id == client_id,
-            IdempotencyRecord.key == key,
-        )
-        .execution_options(populate_existing=True)
-    )
-
-
-async def qualifying_points(
-    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
-) -> dict[int, int]:
-    """EARN points net of refunds of available orders since `since`, per member."""
-    return await _order_sums(
-        session, program_id, since, member_ids, func.sum(Order.points - Order.reversed)
-    )
-
-
-async def qualifying_spend_cents(
-    session: AsyncSession, program_id: str, since: datetime | None, member_ids: Sequence[int] | None
-) -> dict[int, int]:
-    """Eligible spend net of refunds (in cents) of available orders since `since`, per member."""
-    return await _order_sums(
-        session, program_id, since, member_ids, func.sum(Order.net_spend_cents)
-    )
-
-
-async def _order_sums(
-    session: AsyncSession,
-    program_id: str,
-    since: datetime | None,
-    member_ids: Sequence[int] | None,
-    total: ColumnElement[Any],
-) -> dict[int, int]:
-    query = (
-        select(Order.member_id, total)
-        .join(Lot, Lot.id == Order.lot_id)
-        .where(Order.program_id == program_id, Lot.status != LotStatus.PENDING)
-        .group_by(Order.member_id)
-    )
-    if since is not None:
-        query = query.where(Order.occurred_at >= since)
-    if member_ids is not None:
-        query = query.where(Order.member_id.in_(member_ids))
-    rows = await session.execute(query)
-    return {member_id: int(value or 0) for member_id, value in rows}
 
 
 async def lock_jobs(session: AsyncSession, program_id: str) -> None:
@@ -515,48 +449,4 @@ async def erase_adjust_reasons(session: AsyncSession, member_id: int) -> None:
         .where(Entry.member_id == member_id, Entry.kind == EntryKind.ADJUST)
         .values(reason=None)
         .execution_options(synchronize_session=False)
-    )
-
-
-async def delete_idempotency_records(
-    session: AsyncSession, program_id: str, client_id: str
-) -> None:
-    await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.program_id == program_id, IdempotencyRecord.client_id == client_id
-        )
-    )
-
-
-async def purge_idempotency_records(
-    session: AsyncSession, program_id: str, older_than: datetime
-) -> int:
-    """Delete the program's idempotency records made before `older_than`; how many."""
-    result = await session.execute(
-        delete(IdempotencyRecord).where(
-            IdempotencyRecord.program_id == program_id, IdempotencyRecord.created_at < older_than
-        )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def claim_unpublished(
-    session: AsyncSession, limit: int, *, skip_locked: bool
-) -> list[OutboxEvent]:
-    """The oldest outbox rows not yet published, locked for this transaction; with
-    `skip_locked` (PostgreSQL) rows another relay holds are passed over."""
-    claim = (
-        select(OutboxEvent)
-        .where(OutboxEvent.published_at.is_(None))
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-    )
-    if skip_locked:
-        claim = claim.with_for_update(skip_locked=True)
-    return list((await session.scalars(claim)).all())
-
-
-async def mark_published(session: AsyncSession, ids: Sequence[int], at: datetime) -> None:
-    await session.execute(
-        update(OutboxEvent).where(OutboxEvent.id.in_(ids)).values(published_at=at)
     )

@@ -200,8 +200,14 @@ class TransactionPayload:
     """What a points write changed: the entry written and the member's new standing."""
 
     transaction: Transaction | None
-    member: LazyMember | None
+
+    @strawberry.field
+    async def member(self, info: strawberry.Info[Context]) -> LazyMember | None:
+        # Read only when asked for.
+        return await changed_member(info.context, self.outcome)  # type: ignore[no-any-return]
+
     user_errors: list[UserError]
+    outcome: strawberry.Private[Outcome]
 
 
 P = TypeVar("P", bound=TransactionPayload)
@@ -228,11 +234,14 @@ class AdjustPointsPayload(TransactionPayload):
 
 
 async def _payload(ctx: Context, kind: type[P], outcome: Outcome) -> P:
-    entry = await ctx.loaders.entry_by_id.load(outcome.entry_id) if outcome.entry_id else None
+    # The entry as the write returned it, else (a replay) read back.
+    entry = outcome.entry
+    if entry is None and outcome.entry_id:
+        entry = await ctx.loaders.entry_by_id.load(outcome.entry_id)
     return kind(
         transaction=Transaction.of(entry) if entry else None,
-        member=await changed_member(ctx, outcome),
         user_errors=user_errors(outcome),
+        outcome=outcome,
     )
 
 
