@@ -2,8 +2,9 @@
 the delivery rows a change writes in its own transaction, the payload receivers get,
 and the operations on deliveries (list, fetch, retry now).
 
-The HTTP side (signing, sending, the address guard) is `events/webhooks.py`; the
-ledger transaction only writes rows, so no endpoint can slow a ledger write.
+The HTTP side (signing, sending, the address guard) is `events/webhooks.py` and the
+`events/webhook_*.py` beside it; the ledger transaction only writes rows, so no
+endpoint can slow a ledger write.
 
 Topics. The outbox types map to the public topics of DESIGN §7:
 
