@@ -18,7 +18,6 @@ lease ran out meanwhile is another dispatcher's to try (at least once).
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -101,14 +100,13 @@ async def claim(
     claimed = []
     for row in rows:
         sequence = row.sequence or sequences.get(row.event_id) or 0
-        body = json.dumps(webhooks.claimed_payload(row, sequence), separators=(",", ":"))
         claimed.append(
             Claimed(
                 row.id,
                 program_id,
                 hook,
                 webhooks.message_id(row),
-                body,
+                webhooks.claimed_body(row, sequence),
                 sequence,
                 row.attempts,
                 lease,

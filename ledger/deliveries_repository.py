@@ -140,7 +140,7 @@ class DueDelivery:
     attempts: int
     sequence: int | None
     event_id: int
-    event_payload: dict[str, Any]
+    event_payload: str  # the event's payload as the outbox stores it, JSON text
     event_created_at: datetime
     member_id: int | None
     customer_id: str | None  # None without a member, or when the member was forgotten
@@ -150,6 +150,8 @@ class DueDelivery:
 # returns what their payloads need, the event's and its member's columns by scalar
 # subqueries (RETURNING names only the table written, on SQLite). In SQL text: SQLite's
 # UPDATE leaves the columns of its subqueries unqualified, which then name the wrong table.
+# The event's payload comes back as the text the outbox stores (asyncpg would decode it):
+# the body sent is built from it.
 _CLAIM = """
 UPDATE webhook_deliveries SET lease = :lease, next_attempt_at = :lease_until
 WHERE webhook_deliveries.id IN (
@@ -166,7 +168,7 @@ WHERE webhook_deliveries.id IN (
 RETURNING
     webhook_deliveries.id, webhook_deliveries.program_id, webhook_deliveries.topic,
     webhook_deliveries.attempts, webhook_deliveries.sequence, webhook_deliveries.outbox_id,
-    (SELECT o.payload FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT CAST(o.payload AS TEXT) FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT o.created_at FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT o.member_id FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT CASE WHEN m.forgotten_at IS NULL THEN m.customer_id END
@@ -192,7 +194,7 @@ def _claim_statement(skip_locked: bool) -> Any:
             table.c.attempts,
             table.c.sequence,
             table.c.outbox_id,
-            events.c.payload,
+            column("payload", String()),  # the stored text: the body is built from it
             events.c.created_at,
             events.c.member_id,
             column("customer_id", String()),

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import deliveries_repository
@@ -121,16 +122,19 @@ def payload(
     )
 
 
-def claimed_payload(delivery: DueDelivery, sequence: int) -> dict[str, Any]:
-    """`payload` of a delivery as the dispatcher claims it."""
-    return _payload(
+def claimed_body(delivery: DueDelivery, sequence: int) -> str:
+    """`payload` of a delivery as the dispatcher claims it, as the JSON text that is
+    signed and sent, built from the event's stored text with orjson: the standard
+    library's decoder and encoder cost more than the rest of the claim."""
+    payload = _payload(
         delivery.topic,
         delivery.event_id,
-        delivery.event_payload,
+        orjson.loads(delivery.event_payload),
         delivery.event_created_at,
         delivery.customer_id,
         sequence,
     )
+    return orjson.dumps(payload).decode()
 
 
 def _payload(
