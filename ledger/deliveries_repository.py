@@ -262,26 +262,53 @@ async def member_sequences(
 ) -> dict[int, int]:
     """Each event's sequence number: how many of its member's events of `types` the
     outbox holds up to it (a member's writes are serialized by its account lock, so its
-    events' ids follow their commit order). `events`: (member id, event id) pairs. Two
-    statements per member."""
-    by_member: dict[int, list[int]] = {}
-    for member_id, event_id in events:
-        if member_id is not None:
-            by_member.setdefault(member_id, []).append(event_id)
-    sequences: dict[int, int] = {}
-    for member_id, ids in by_member.items():
-        of_member = (OutboxEvent.member_id == member_id, OutboxEvent.type.in_(types))
-        before = await session.scalar(
-            select(func.count()).where(*of_member, OutboxEvent.id < min(ids))
+    events' ids follow their commit order). `events`: (member id, event id) pairs. One
+    statement for the batch, whatever the number of members: per member, the events
+    before its first one in the batch are counted once (a materialized CTE), and the
+    ones from there to its last are numbered by `row_number`."""
+    ids = [event_id for member_id, event_id in events if member_id is not None]
+    if not ids:
+        return {}
+    outbox = cast(Table, OutboxEvent.__table__)
+    batch, earlier, spanned = outbox.alias("batch"), outbox.alias("earlier"), outbox.alias("e")
+    span = (
+        select(
+            batch.c.member_id, func.min(batch.c.id).label("lo"), func.max(batch.c.id).label("hi")
         )
-        between = await session.scalars(
-            select(OutboxEvent.id)
-            .where(*of_member, OutboxEvent.id >= min(ids), OutboxEvent.id <= max(ids))
-            .order_by(OutboxEvent.id)
+        .where(batch.c.id.in_(ids))
+        .group_by(batch.c.member_id)
+        .subquery("span")
+    )
+    before = (
+        select(func.count())
+        .where(
+            earlier.c.member_id == span.c.member_id,
+            earlier.c.type.in_(types),
+            earlier.c.id < span.c.lo,
         )
-        for offset, event_id in enumerate(between, start=int(before or 0) + 1):
-            sequences[event_id] = offset
-    return sequences
+        .scalar_subquery()
+    )
+    members = (
+        select(span.c.member_id, span.c.lo, span.c.hi, before.label("before"))
+        .cte("members")
+        .prefix_with("MATERIALIZED")
+    )
+    number = members.c.before + func.row_number().over(
+        partition_by=spanned.c.member_id, order_by=spanned.c.id
+    )
+    rows = await session.execute(
+        select(spanned.c.id, number).join_from(
+            members,
+            spanned,
+            and_(
+                spanned.c.member_id == members.c.member_id,
+                spanned.c.id >= members.c.lo,
+                spanned.c.id <= members.c.hi,
+                spanned.c.type.in_(types),
+            ),
+        )
+    )
+    return {event_id: int(sequence) for event_id, sequence in rows.all()}
 
 
 @dataclass(frozen=True)
