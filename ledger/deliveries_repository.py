@@ -257,25 +257,18 @@ async def members_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     return {row.id: row for row in rows}
 
 
-async def member_sequences(
-    session: AsyncSession, events: Sequence[tuple[int | None, int]], types: Sequence[str]
-) -> dict[int, int]:
-    """Each event's sequence number: how many of its member's events of `types` the
-    outbox holds up to it (a member's writes are serialized by its account lock, so its
-    events' ids follow their commit order). `events`: (member id, event id) pairs. One
-    statement for the batch, whatever the number of members: per member, the events
-    before its first one in the batch are counted once (a materialized CTE), and the
-    ones from there to its last are numbered by `row_number`."""
-    ids = [event_id for member_id, event_id in events if member_id is not None]
-    if not ids:
-        return {}
+def _sequences_statement() -> Any:
+    """The statement of `member_sequences`, built once: per member of the batch, its
+    events before its first one in the batch counted once (a materialized CTE), and the
+    ones from there to its last numbered by `row_number`."""
     outbox = cast(Table, OutboxEvent.__table__)
     batch, earlier, spanned = outbox.alias("batch"), outbox.alias("earlier"), outbox.alias("e")
+    types: Any = bindparam("types", expanding=True)
     span = (
         select(
             batch.c.member_id, func.min(batch.c.id).label("lo"), func.max(batch.c.id).label("hi")
         )
-        .where(batch.c.id.in_(ids))
+        .where(batch.c.id.in_(bindparam("ids", expanding=True)), batch.c.member_id.is_not(None))
         .group_by(batch.c.member_id)
         .subquery("span")
     )
@@ -296,18 +289,32 @@ async def member_sequences(
     number = members.c.before + func.row_number().over(
         partition_by=spanned.c.member_id, order_by=spanned.c.id
     )
-    rows = await session.execute(
-        select(spanned.c.id, number).join_from(
-            members,
-            spanned,
-            and_(
-                spanned.c.member_id == members.c.member_id,
-                spanned.c.id >= members.c.lo,
-                spanned.c.id <= members.c.hi,
-                spanned.c.type.in_(types),
-            ),
-        )
+    return select(spanned.c.id, number).join_from(
+        members,
+        spanned,
+        and_(
+            spanned.c.member_id == members.c.member_id,
+            spanned.c.id >= members.c.lo,
+            spanned.c.id <= members.c.hi,
+            spanned.c.type.in_(types),
+        ),
     )
+
+
+_SEQUENCES = _sequences_statement()
+
+
+async def member_sequences(
+    session: AsyncSession, events: Sequence[tuple[int | None, int]], types: Sequence[str]
+) -> dict[int, int]:
+    """Each event's sequence number: how many of its member's events of `types` the
+    outbox holds up to it (a member's writes are serialized by its account lock, so its
+    events' ids follow their commit order). `events`: (member id, event id) pairs. One
+    statement for the batch, whatever the number of members (`_sequences_statement`)."""
+    ids = [event_id for member_id, event_id in events if member_id is not None]
+    if not ids:
+        return {}
+    rows = await session.execute(_SEQUENCES, {"ids": ids, "types": list(types)})
     return {event_id: int(sequence) for event_id, sequence in rows.all()}
 
 
