@@ -142,10 +142,11 @@ async def record(
     """Record the attempts in one transaction, disable the endpoints that answered 410,
     and count the outcomes of the attempts recorded."""
     records = []
+    at = now.isoformat()
     for claimed, attempt in results:
         outcome, next_at = outcome_of(attempt, claimed.attempts + 1, now)
         entry = {
-            "at": now.isoformat(),
+            "at": at,
             "status": attempt.status,
             "latencyMs": attempt.latency_ms,
             "error": attempt.error,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     String,
     Table,
@@ -399,10 +400,19 @@ async def record_attempts(
     )
     result = await session.execute(
         statement,
-        {"batch": json.dumps(batch, separators=(",", ":")), "log_limit": log_limit, "at": at},
+        {"batch": _json_text(batch), "log_limit": log_limit, "at": at},
     )
     ids = set(result.scalars().all())
     return [record for record in records if record.delivery_id in ids]
+
+
+def _json_text(value: Any) -> str:
+    """orjson, or the standard library for what orjson refuses (a lone surrogate in an
+    error message)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _stored_instant(value: datetime | None, sqlite: bool) -> str | None:
