@@ -2,20 +2,10 @@
 signed per Standard Webhooks, at least once, across restarts and replicas.
 
 A change writes its delivery rows in its own transaction (`ledger/webhooks.py`). The
-dispatcher claims due rows per endpoint under a lease (`ledger/deliveries_repository.py`),
-sends them with no transaction open, and records each attempt: time, status, latency
-and the first KiB of the answer. Then:
-
-- 2xx: DELIVERED.
-- 410: the endpoint is disabled (no more attempts to it until an operator retries one).
-- 5xx, 408, 429, timeouts, refused or reset connections: again after 5 s, 5 min,
-  30 min, 2 h, 5 h, 10 h, then DEAD (seven attempts).
-- another 4xx, or a redirect (never followed): the same schedule, but DEAD after three.
-- an address the guard refuses: REFUSED at once, nothing sent, not retried.
-
-Every attempt of one delivery carries the same `webhook-id`; `webhook-timestamp` is the
-moment of sending (receivers check it against their clock), and `webhook-signature`
-holds one `v1,` signature per secret of the endpoint (rotation).
+dispatcher claims due rows per endpoint under a lease, sends them with no transaction
+open, and records each attempt: time, status, latency and the first KiB of the answer
+(`events/webhook_batches.py`: the claim, the record and the retry schedule;
+`events/webhook_transport.py`: the signature and the POST, behind the address guard).
 
 Each endpoint has at most `concurrency` attempts in flight in a process, and every call
 has a connect and a total timeout, so a slow or dead endpoint holds only its own slots:
@@ -32,15 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 from sqlalchemy import event
@@ -48,10 +36,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from events import webhook_guard
-from ledger import deliveries_repository, rules, webhooks
+from events import webhook_batches, webhook_guard, webhook_transport
+from events.webhook_batches import Claimed, DeliveryObserver, DispatchReport
+from events.webhook_transport import Attempt
+from ledger import deliveries_repository
 from ledger.db import Database
-from ledger.models import DeliveryOutcome, WebhookDelivery
+from ledger.models import WebhookDelivery
 from ledger.program import OutgoingWebhook, Program
 
 log = logging.getLogger("loyalty.webhooks")
@@ -68,88 +58,8 @@ TIMEOUT = 10.0  # seconds for the whole call
 LEASE_MARGIN = timedelta(seconds=5)
 INTERVAL = 1.0  # seconds between looks for due deliveries when nothing woke the dispatcher
 RETRY_DELAY = 0.5  # seconds before looking again after the database failed
-ERROR_LIMIT = 200
-USER_AGENT = "loyalty-gateway-webhooks"
 _WROTE_DELIVERY = "loyalty_wrote_delivery"
 _WORKER = "webhook-worker"
-SEQUENCED_TYPES = tuple(webhooks.TOPIC_OF)  # the outbox types a member's sequence counts
-
-
-class DeliveryObserver(Protocol):
-    """What the dispatcher reports to the metrics."""
-
-    def attempted(self, outcome: str, seconds: float | None) -> None: ...
-
-    def endpoint_disabled(self) -> None: ...
-
-
-@dataclass
-class Attempt:
-    """What one call to an endpoint gave."""
-
-    status: int | None
-    latency_ms: int | None
-    body: str | None = None
-    error: str | None = None
-    refused: bool = False
-
-
-@dataclass
-class _Claimed:
-    delivery_id: int
-    program_id: str
-    endpoint: OutgoingWebhook
-    message_id: str
-    body: str
-    sequence: int
-    attempts: int
-    lease: str
-    claimed_at: float  # time.monotonic() of the claim
-
-
-@dataclass
-class DispatchReport:
-    """Attempts of one `run_due`, by outcome, per program."""
-
-    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def count(self, program_id: str, outcome: str) -> None:
-        per_program = self.outcomes.setdefault(program_id, {})
-        per_program[outcome] = per_program.get(outcome, 0) + 1
-
-
-def signature_header(
-    endpoint: OutgoingWebhook, message_id: str, timestamp: datetime, body: str
-) -> str:
-    """One `v1,<base64>` signature per secret of the endpoint, separated by spaces."""
-    return _signature(signers(endpoint), message_id, timestamp, body)
-
-
-def signers(endpoint: OutgoingWebhook) -> tuple[Webhook, ...]:
-    """One signer per secret of the endpoint, made once (each decodes its secret)."""
-    return tuple(Webhook(secret) for secret in endpoint.signing_secrets)
-
-
-def _signature(
-    signing: tuple[Webhook, ...], message_id: str, timestamp: datetime, body: str
-) -> str:
-    return " ".join(signer.sign(message_id, timestamp, body) for signer in signing)
-
-
-def connector(allow_private: bool) -> aiohttp.TCPConnector:
-    """The connector of the webhook session: the address guard as its resolver."""
-    resolver = None if allow_private else webhook_guard.GuardedResolver()
-    return aiohttp.TCPConnector(resolver=resolver, limit=0)
-
-
-def refused_endpoints(programs: Mapping[str, Program]) -> list[tuple[str, str]]:
-    """(program id, url) of the endpoints whose URL names a refused address literally."""
-    return [
-        (program.id, hook.url)
-        for program in programs.values()
-        for hook in program.webhooks
-        if webhook_guard.refused_literal(hook.url)
-    ]
 
 
 @dataclass
@@ -160,7 +70,7 @@ class _Endpoint:
     hook: OutgoingWebhook
     signers: tuple[Webhook, ...]
     refused: bool  # the URL names a refused address literally
-    queue: deque[_Claimed] = field(default_factory=deque)
+    queue: deque[Claimed] = field(default_factory=deque)
     workers: int = 0
     latency: float | None = None  # seconds per attempt, a moving average
     refill_asked: bool = False
@@ -199,14 +109,14 @@ class WebhookDispatcher:
             (program.id, hook.url): _Endpoint(
                 program.id,
                 hook,
-                signers(hook),
+                webhook_transport.signers(hook),
                 not allow_private and webhook_guard.refused_literal(hook.url),
             )
             for program in programs.values()
             for hook in program.webhooks
         }
         self._tasks: set[asyncio.Task[None]] = set()
-        self._results: list[tuple[_Claimed, Attempt]] = []
+        self._results: list[tuple[Claimed, Attempt]] = []
         self._recording = False
         # Look for due endpoints (one read) on the next `_fill`: at the start, after a
         # commit that wrote deliveries, when a queue ran dry, and every `interval`; in
@@ -221,7 +131,7 @@ class WebhookDispatcher:
         self._report: DispatchReport | None = None
         self._now: datetime | None = None  # the instant of a `run_due`, else the clock's
         if not allow_private:
-            for program_id, url in refused_endpoints(programs):
+            for program_id, url in webhook_transport.refused_endpoints(programs):
                 log.warning(
                     "program %s: webhook endpoint %s is a private address; its deliveries "
                     "are refused (LOYALTY_ALLOW_PRIVATE_WEBHOOKS=true allows it)",
@@ -319,11 +229,7 @@ class WebhookDispatcher:
             self._session = None
 
     def _new_session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(
-            connector=connector(self.allow_private),
-            timeout=self.timeout,
-            headers={"User-Agent": USER_AGENT},
-        )
+        return webhook_transport.new_session(self.allow_private, self.timeout)
 
     def _spawn(self, work: Any, name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -386,7 +292,7 @@ class WebhookDispatcher:
         in_time = self.concurrency * LEASE_MARGIN.total_seconds() / 2 / endpoint.latency
         return max(self.concurrency, min(AHEAD * self.batch, int(in_time)))
 
-    async def _claim_first(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
+    async def _claim_first(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[Claimed]:
         """`_claim`, ahead of the recorder: a claim keeps the sends going, while an
         attempt waiting to be recorded only waits."""
         self._claiming += 1
@@ -398,45 +304,10 @@ class WebhookDispatcher:
             if not self._claiming:
                 self._no_claims.set()
 
-    async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[_Claimed]:
-        lease = secrets.token_hex(16)
-        claimed_at = time.monotonic()
-        async with self.database.transaction() as session:
-            rows = await deliveries_repository.claim_due(
-                session,
-                endpoint.program_id,
-                endpoint.hook.url,
-                now,
-                limit,
-                lease=lease,
-                lease_until=now + self.lease_for,
-                skip_locked=not self.database.is_sqlite,
-            )
-            if not rows:
-                return []
-            sequences = await deliveries_repository.member_sequences(
-                session,
-                [(row.member_id, row.event_id) for row in rows if row.sequence is None],
-                SEQUENCED_TYPES,
-            )
-        claimed = []
-        for row in rows:
-            sequence = row.sequence or sequences.get(row.event_id) or 0
-            body = json.dumps(webhooks.claimed_payload(row, sequence), separators=(",", ":"))
-            claimed.append(
-                _Claimed(
-                    row.id,
-                    endpoint.program_id,
-                    endpoint.hook,
-                    webhooks.message_id(row),
-                    body,
-                    sequence,
-                    row.attempts,
-                    lease,
-                    claimed_at,
-                )
-            )
-        return claimed
+    async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[Claimed]:
+        return await webhook_batches.claim(
+            self.database, endpoint.program_id, endpoint.hook, now, limit, self.lease_for
+        )
 
     async def _work(self, endpoint: _Endpoint) -> None:
         """Attempt the endpoint's queued deliveries one after the other. A delivery that
@@ -495,102 +366,16 @@ class WebhookDispatcher:
     def _busy_workers(self) -> bool:
         return any(endpoint.workers for endpoint in self._endpoints.values())
 
-    async def _attempt(self, endpoint: _Endpoint, claimed: _Claimed) -> Attempt:
+    async def _attempt(self, endpoint: _Endpoint, claimed: Claimed) -> Attempt:
         """One signed POST; never raises for what the endpoint or the network does."""
-        url = claimed.endpoint.url
         if endpoint.refused:
-            return Attempt(None, None, error="private address refused", refused=True)
+            return Attempt(None, None, error=webhook_transport.REFUSED, refused=True)
         assert self._session is not None
-        sent = datetime.now(UTC)  # the receiver checks this against its own clock
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": claimed.message_id,
-            "webhook-timestamp": str(int(sent.timestamp())),
-            "webhook-signature": _signature(
-                endpoint.signers, claimed.message_id, sent, claimed.body
-            ),
-        }
-        started = time.perf_counter()
-        try:
-            async with self._session.post(
-                url, data=claimed.body.encode(), headers=headers, allow_redirects=False
-            ) as response:
-                answer = await response.content.read(webhooks.BODY_LIMIT)
-                status = response.status
-        except aiohttp.ClientConnectorDNSError as exc:
-            if isinstance(exc.os_error, webhook_guard.RefusedAddress):
-                return Attempt(None, None, error=str(exc.os_error)[:ERROR_LIMIT], refused=True)
-            return Attempt(None, _ms(started), error=_describe(exc))
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return Attempt(None, _ms(started), error=_describe(exc))
-        text = answer.decode("utf-8", errors="replace")
-        return Attempt(status, _ms(started), body=text)
+        return await webhook_transport.send(
+            self._session, claimed.endpoint.url, claimed.message_id, claimed.body, endpoint.signers
+        )
 
-    async def _record(self, results: list[tuple[_Claimed, Attempt]], now: datetime) -> None:
-        records = []
-        for claimed, attempt in results:
-            attempts = claimed.attempts + 1
-            if attempt.refused:
-                outcome, next_at = DeliveryOutcome.REFUSED, None
-            elif attempt.status is not None and 200 <= attempt.status < 300:
-                outcome, next_at = DeliveryOutcome.DELIVERED, None
-            elif attempt.status == 410:
-                outcome, next_at = DeliveryOutcome.DISABLED, None
-            else:
-                next_at = rules.webhook_retry_at(attempts, attempt.status, now)
-                outcome = DeliveryOutcome.PENDING if next_at is not None else DeliveryOutcome.DEAD
-            entry = {
-                "at": now.isoformat(),
-                "status": attempt.status,
-                "latencyMs": attempt.latency_ms,
-                "error": attempt.error,
-                "body": attempt.body,
-            }
-            records.append(
-                deliveries_repository.AttemptRecord(
-                    claimed.delivery_id,
-                    claimed.lease,
-                    outcome,
-                    next_at,
-                    attempt.status,
-                    claimed.sequence,
-                    entry,
-                )
-            )
-        latency = {claimed.delivery_id: attempt.latency_ms for claimed, attempt in results}
-        program_of = {claimed.delivery_id: claimed for claimed, _ in results}
-        async with self.database.transaction() as session:
-            recorded = await deliveries_repository.record_attempts(
-                session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
-            )
-            gone = {
-                (program_of[r.delivery_id].program_id, program_of[r.delivery_id].endpoint.url)
-                for r in recorded
-                if r.outcome == DeliveryOutcome.DISABLED
-            }
-            for program_id, url in sorted(gone):
-                await deliveries_repository.disable_endpoint(
-                    session, program_id, url, now, "410 Gone"
-                )
-        for record in recorded:
-            label = "RETRYING" if record.outcome == DeliveryOutcome.PENDING else str(record.outcome)
-            if self._report is not None:
-                self._report.count(program_of[record.delivery_id].program_id, label)
-            if self.observer is not None:
-                milliseconds = latency[record.delivery_id]
-                self.observer.attempted(
-                    label, None if milliseconds is None else milliseconds / 1000
-                )
-        if self.observer is not None:
-            for _ in gone:
-                self.observer.endpoint_disabled()
-
-
-def _ms(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+    async def _record(self, results: list[tuple[Claimed, Attempt]], now: datetime) -> None:
+        await webhook_batches.record(
+            self.database, results, now, report=self._report, observer=self.observer
+        )

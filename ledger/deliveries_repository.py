@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     String,
     Table,
@@ -140,7 +141,7 @@ class DueDelivery:
     attempts: int
     sequence: int | None
     event_id: int
-    event_payload: dict[str, Any]
+    event_payload: str  # the event's payload as the outbox stores it, JSON text
     event_created_at: datetime
     member_id: int | None
     customer_id: str | None  # None without a member, or when the member was forgotten
@@ -150,6 +151,8 @@ class DueDelivery:
 # returns what their payloads need, the event's and its member's columns by scalar
 # subqueries (RETURNING names only the table written, on SQLite). In SQL text: SQLite's
 # UPDATE leaves the columns of its subqueries unqualified, which then name the wrong table.
+# The event's payload comes back as the text the outbox stores (asyncpg would decode it):
+# the body sent is built from it.
 _CLAIM = """
 UPDATE webhook_deliveries SET lease = :lease, next_attempt_at = :lease_until
 WHERE webhook_deliveries.id IN (
@@ -166,7 +169,7 @@ WHERE webhook_deliveries.id IN (
 RETURNING
     webhook_deliveries.id, webhook_deliveries.program_id, webhook_deliveries.topic,
     webhook_deliveries.attempts, webhook_deliveries.sequence, webhook_deliveries.outbox_id,
-    (SELECT o.payload FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
+    (SELECT CAST(o.payload AS TEXT) FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT o.created_at FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT o.member_id FROM outbox AS o WHERE o.id = webhook_deliveries.outbox_id),
     (SELECT CASE WHEN m.forgotten_at IS NULL THEN m.customer_id END
@@ -192,7 +195,7 @@ def _claim_statement(skip_locked: bool) -> Any:
             table.c.attempts,
             table.c.sequence,
             table.c.outbox_id,
-            events.c.payload,
+            column("payload", String()),  # the stored text: the body is built from it
             events.c.created_at,
             events.c.member_id,
             column("customer_id", String()),
@@ -255,31 +258,65 @@ async def members_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     return {row.id: row for row in rows}
 
 
+def _sequences_statement() -> Any:
+    """The statement of `member_sequences`, built once: per member of the batch, its
+    events before its first one in the batch counted once (a materialized CTE), and the
+    ones from there to its last numbered by `row_number`."""
+    outbox = cast(Table, OutboxEvent.__table__)
+    batch, earlier, spanned = outbox.alias("batch"), outbox.alias("earlier"), outbox.alias("e")
+    types: Any = bindparam("types", expanding=True)
+    span = (
+        select(
+            batch.c.member_id, func.min(batch.c.id).label("lo"), func.max(batch.c.id).label("hi")
+        )
+        .where(batch.c.id.in_(bindparam("ids", expanding=True)), batch.c.member_id.is_not(None))
+        .group_by(batch.c.member_id)
+        .subquery("span")
+    )
+    before = (
+        select(func.count())
+        .where(
+            earlier.c.member_id == span.c.member_id,
+            earlier.c.type.in_(types),
+            earlier.c.id < span.c.lo,
+        )
+        .scalar_subquery()
+    )
+    members = (
+        select(span.c.member_id, span.c.lo, span.c.hi, before.label("before"))
+        .cte("members")
+        .prefix_with("MATERIALIZED")
+    )
+    number = members.c.before + func.row_number().over(
+        partition_by=spanned.c.member_id, order_by=spanned.c.id
+    )
+    return select(spanned.c.id, number).join_from(
+        members,
+        spanned,
+        and_(
+            spanned.c.member_id == members.c.member_id,
+            spanned.c.id >= members.c.lo,
+            spanned.c.id <= members.c.hi,
+            spanned.c.type.in_(types),
+        ),
+    )
+
+
+_SEQUENCES = _sequences_statement()
+
+
 async def member_sequences(
     session: AsyncSession, events: Sequence[tuple[int | None, int]], types: Sequence[str]
 ) -> dict[int, int]:
     """Each event's sequence number: how many of its member's events of `types` the
     outbox holds up to it (a member's writes are serialized by its account lock, so its
-    events' ids follow their commit order). `events`: (member id, event id) pairs. Two
-    statements per member."""
-    by_member: dict[int, list[int]] = {}
-    for member_id, event_id in events:
-        if member_id is not None:
-            by_member.setdefault(member_id, []).append(event_id)
-    sequences: dict[int, int] = {}
-    for member_id, ids in by_member.items():
-        of_member = (OutboxEvent.member_id == member_id, OutboxEvent.type.in_(types))
-        before = await session.scalar(
-            select(func.count()).where(*of_member, OutboxEvent.id < min(ids))
-        )
-        between = await session.scalars(
-            select(OutboxEvent.id)
-            .where(*of_member, OutboxEvent.id >= min(ids), OutboxEvent.id <= max(ids))
-            .order_by(OutboxEvent.id)
-        )
-        for offset, event_id in enumerate(between, start=int(before or 0) + 1):
-            sequences[event_id] = offset
-    return sequences
+    events' ids follow their commit order). `events`: (member id, event id) pairs. One
+    statement for the batch, whatever the number of members (`_sequences_statement`)."""
+    ids = [event_id for member_id, event_id in events if member_id is not None]
+    if not ids:
+        return {}
+    rows = await session.execute(_SEQUENCES, {"ids": ids, "types": list(types)})
+    return {event_id: int(sequence) for event_id, sequence in rows.all()}
 
 
 @dataclass(frozen=True)
@@ -363,10 +400,19 @@ async def record_attempts(
     )
     result = await session.execute(
         statement,
-        {"batch": json.dumps(batch, separators=(",", ":")), "log_limit": log_limit, "at": at},
+        {"batch": _json_text(batch), "log_limit": log_limit, "at": at},
     )
     ids = set(result.scalars().all())
     return [record for record in records if record.delivery_id in ids]
+
+
+def _json_text(value: Any) -> str:
+    """orjson, or the standard library for what orjson refuses (a lone surrogate in an
+    error message)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _stored_instant(value: datetime | None, sqlite: bool) -> str | None:
