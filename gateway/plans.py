@@ -26,6 +26,7 @@ schema; graphql-core's `execute` is what it stands in for, and the Hypothesis te
 from __future__ import annotations
 
 import copy
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from resolvers import members as members_resolvers
 from resolvers import points as points_resolvers
 from resolvers.context import Context
 from schema.limits import MAX_TOKENS
+
+log = logging.getLogger("loyalty.plans")
 
 MAX_PLANS = 256
 _SKIP, _INCLUDE = "skip", "include"
@@ -144,7 +147,7 @@ class Plan:
         except Exception:  # noqa: BLE001 - any refusal or failure: the normal path decides
             await _start_afresh(ctx)
             return None
-        extensions = copy.copy(self.extensions) if self.extensions else None
+        extensions = copy.deepcopy(self.extensions) if self.extensions else None
         return ExecutionResult(data=data, errors=None, extensions=extensions)
 
     async def _root(self, ctx: Context, variables: VariableValues) -> dict[str, Any]:
@@ -265,9 +268,9 @@ async def _start_afresh(ctx: Context) -> None:
     """After a failure, the request's loaders and read transaction are dropped: the normal
     path then runs as if no plan had (and meets, and reports, whatever failed)."""
     try:
-        await ctx.forget_loaded()
+        await ctx.forget_loaded()  # the reader is dropped even when ending it fails
     except Exception:  # noqa: BLE001 - the normal path meets it again and answers for it
-        ctx._reader = None
+        log.warning("request %s: read transaction not ended after a plan", ctx.request_id)
 
 
 def _subselections(nodes: list[FieldNode]) -> list[SelectionSetNode]:
@@ -398,7 +401,10 @@ class _Checker:
         return self.plain(node, parent)
 
     def plain(self, node: FieldNode, parent: GraphQLObjectType) -> bool:
-        named = get_named_type(parent.fields[node.name.value].type)
+        field = parent.fields[node.name.value]
+        if not _bare(field):
+            return False
+        named = get_named_type(field.type)
         if isinstance(named, GraphQLObjectType):
             if node.selection_set is None or named.name not in PLAIN_FIELDS:
                 return False
@@ -442,6 +448,17 @@ class _Checker:
             if not self.selections(inner, parent, field):
                 return False
         return True
+
+
+def _bare(field: GraphQLField) -> bool:
+    """Whether a field has no extension or permission of its own, which the plan would
+    not apply (one added to a member field later sends its documents the normal way)."""
+    definition = (field.extensions or {}).get("strawberry-definition")
+    if definition is None:
+        return True
+    return not (
+        getattr(definition, "extensions", None) or getattr(definition, "permission_classes", None)
+    )
 
 
 def _condition(directive: Any) -> bool:

@@ -73,10 +73,13 @@ class Context:
         await self.close()
 
     async def close(self) -> None:
-        if self._reader is None:
+        """End the read transaction; the next read begins a new one, even when ending
+        this one failed."""
+        reader, self._reader = self._reader, None
+        if reader is None:
             return
         try:
-            await self._reader.close()
+            await reader.close()
         except Exception as exc:
             if not is_unavailable(exc):
                 raise

@@ -319,6 +319,33 @@ def test_a_document_with_any_other_field_has_no_plan(world: World, query: str) -
     assert plans.find(query, None) is None
 
 
+class _Never:
+    """A permission nobody has."""
+
+    message = "no"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+def test_a_field_with_a_permission_of_its_own_has_no_plan(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered = world.loop.run_until_complete(
+        normal(world, READ, {"c": "ada"}, PRINCIPALS["partner"])
+    )
+    plans = Plans(world.schema._schema)
+    plans.learn(READ, "Member", answered)
+    assert plans.find(READ, "Member") is not None
+    # A permission added to `Member.points` later: the plan would not apply it.
+    points = world.schema._schema.type_map["Member"].fields["points"]
+    definition = points.extensions["strawberry-definition"]
+    monkeypatch.setattr(definition, "permission_classes", [_Never])
+    plans = Plans(world.schema._schema)
+    plans.learn(READ, "Member", answered)
+    assert plans.find(READ, "Member") is None
+
+
 # -- over HTTP ---------------------------------------------------------------------------
 
 DETAILED = """query Detailed($c: String!, $f: Boolean!) { __typename
