@@ -406,8 +406,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 started = time.perf_counter()
                 planned = await plan.run(context, request_data.variables)
                 if planned is not None:
-                    self.metrics.requests.labels(self.metrics.label(plan.name), "query").inc()
-                    self.metrics.latency.labels("query").observe(time.perf_counter() - started)
+                    self.metrics.operation(plan.name, "query", time.perf_counter() - started)
                     return planned
         result = await super().execute_single(
             request=request,

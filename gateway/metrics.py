@@ -78,11 +78,14 @@ class Metrics:
                     kind = context.operation_type.value
                 except RuntimeError:
                     kind = "unknown"
-                name = metrics.label(context.operation_name)
-                metrics.requests.labels(name, kind).inc()
-                metrics.latency.labels(kind).observe(time.perf_counter() - started)
+                metrics.operation(context.operation_name, kind, time.perf_counter() - started)
 
         return OperationMetrics
+
+    def operation(self, name: str | None, kind: str, seconds: float) -> None:
+        """One operation answered (by the executor or a compiled plan)."""
+        self.requests.labels(self.label(name), kind).inc()
+        self.latency.labels(kind).observe(seconds)
 
     def label(self, operation_name: str | None) -> str:
         name = (operation_name or "anonymous")[:MAX_OPERATION_LABEL]
