@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         elif args.command == "serve":
             settings.load_programs()  # a bad program file stops start-up here, not in a worker
+            problem = settings.workers_problem(args.workers)
+            if problem:
+                print(f"loyalty-gateway: {problem}", file=sys.stderr)
+                return 2
             export_workers(args.workers)  # each worker takes its share of the database pool
             uvicorn.run(
                 "gateway.app:from_environment",

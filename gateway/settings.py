@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./loyalty.db"
     # PostgreSQL connections one replica opens at most, its workers together
     database_pool: int = Field(default=30, ge=2)
-    workers: int = Field(default=1, gt=0)  # `serve --workers` sets it for its workers
+    workers: int = Field(default=1, gt=0)  # set by `serve --workers` for its workers only
     broker_url: str = "memory://"
     programs: Path = DEMO_PROGRAM
     issuer: str = "http://127.0.0.1:8000"
@@ -42,9 +42,20 @@ class Settings(BaseSettings):
     crm_write_back_interval: float = Field(default=1.0, gt=0)  # seconds between CRM writes
 
     def pool_per_worker(self) -> int:
-        """Each worker's share of `database_pool`: at least 2, so a request and the
-        background work (relay, dispatcher, jobs) never wait on each other alone."""
+        """Each worker's share of `database_pool` (`workers_problem` keeps it at 2 or
+        more, so a request and the background work never wait on each other alone)."""
         return max(2, self.database_pool // self.workers)
+
+    def workers_problem(self, workers: int) -> str | None:
+        """Why `serve` cannot run `workers` workers within the connection budget."""
+        if workers < 1:
+            return "--workers must be 1 or more"
+        if not self.database_url.startswith("sqlite") and self.database_pool // workers < 2:
+            return (
+                f"--workers {workers} needs LOYALTY_DATABASE_POOL of {2 * workers} or more "
+                f"(2 connections a worker), not {self.database_pool}"
+            )
+        return None
 
     def origins(self) -> list[str]:
         return [origin for origin in self.allowed_origins.replace(",", " ").split() if origin]

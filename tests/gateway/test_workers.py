@@ -5,16 +5,20 @@ full, each purchase once, without the database seeing more connections than the 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from gateway.settings import Settings
+from ledger.db import create_engine
 from tests.conftest import postgres_url
 from tests.support.postgres import PostgresServer
-from tests.support.replicas import Replica, create_client, environment
+from tests.support.replicas import CLI, ROOT, Replica, create_client, environment
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.slow
@@ -24,15 +28,42 @@ mutation($input: PurchaseInput!) {
   recordPurchase(input: $input) { member { points { pending } } userErrors { code } }
 }"""
 BUDGET = 4
+PG = "postgresql+asyncpg://ledger@127.0.0.1:5/ledger"  # never connected to
 BURST = 40
 
 
 @pytest.mark.parametrize(
-    ("pool", "workers", "share"), [(30, 1, 30), (30, 4, 7), (4, 2, 2), (3, 2, 2), (2, 8, 2)]
+    ("pool", "workers", "share"), [(30, 1, 30), (30, 4, 7), (4, 2, 2), (31, 15, 2)]
 )
-def test_each_worker_takes_its_share_of_the_pool(pool: int, workers: int, share: int) -> None:
-    settings = Settings(database_pool=pool, workers=workers)
+async def test_each_worker_keeps_its_share_of_the_pool_open(
+    pool: int, workers: int, share: int
+) -> None:
+    settings = Settings(database_url=PG, database_pool=pool, workers=workers)
+    assert settings.workers_problem(workers) is None
     assert settings.pool_per_worker() == share
+    engine = create_engine(PG, connections=settings.pool_per_worker())
+    try:
+        assert isinstance(engine.pool, QueuePool)
+        assert (engine.pool.size(), engine.pool._max_overflow) == (share, 0)
+    finally:
+        await engine.dispose()
+
+
+def test_serve_refuses_more_workers_than_the_budget_holds(tmp_path: Path) -> None:
+    env = environment(database_url=PG, database_pool="5")
+    done = subprocess.run(
+        [sys.executable, "-c", CLI, "serve", "--workers", "3", "--port", str(free_port())],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--workers 3 needs LOYALTY_DATABASE_POOL of 6 or more" in done.stderr
+    # SQLite has no pool to share: any number of workers.
+    assert Settings(database_pool=5).workers_problem(3) is None
 
 
 def children(pid: int) -> list[int]:
