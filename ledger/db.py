@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiosqlite
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
@@ -31,7 +30,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.util import await_
 
 from ledger import sqlite_connection
 
@@ -140,24 +138,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
         readonly = connection.get_execution_options().get("ledger_readonly", False)
-        if readonly and _begin_reading(connection):
-            return
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
-
-def _begin_reading(connection: Connection) -> bool:
-    """BEGIN of a read, in one call to aiosqlite's thread rather than the three of a
-    statement through the adapter's cursor (open, execute, close): every read request
-    begins one. False when it did not run (the statement then goes the usual way, which
-    raises what SQLAlchemy raises)."""
-    driver = connection.connection.driver_connection
-    if not isinstance(driver, aiosqlite.Connection):
-        return False
-    try:
-        await_(driver.execute("BEGIN"))
-    except Exception:  # noqa: BLE001 - nothing began: the usual way says why
-        return False
-    return True
 
 
 class Database:
