@@ -128,6 +128,35 @@ async def test_every_topic_goes_out_with_a_per_member_sequence(
     assert {r.outcome for r in await deliveries(database)} == {DeliveryOutcome.DELIVERED}
 
 
+async def test_sequences_go_on_across_batches_of_interleaved_members(
+    database: Database, clock: Clock
+) -> None:
+    async with receiving(Receiver()) as hook:
+        service = no_bonus(clock, {"url": hook.url, "secret": SECRET})
+        ada = await enroll(database, service, "ada")
+        bob = await enroll(database, service, "bob")
+        for n in range(3):  # ada, bob, ada, bob, ...: the members' events interleave
+            for member in (ada, bob):
+                await run(
+                    database, service, AdjustPoints(f"a{n}-{member}", MemberRef(id=member), 1, "x")
+                )
+        await dispatcher(database, service, clock).run_due(clock.now)
+        assert len(hook.received) == 8
+        # A second batch: every member has numbered events before it.
+        for n in range(3, 5):
+            for member in (bob, ada):
+                await run(
+                    database, service, AdjustPoints(f"a{n}-{member}", MemberRef(id=member), 1, "x")
+                )
+        await dispatcher(database, service, clock).run_due(clock.now)
+    for member in (ada, bob):
+        events = [r.payload for r in hook.received if r.payload["data"]["memberId"] == str(member)]
+        # in the order the ledger wrote them, numbered 1, 2, ... with no gap or repeat
+        events.sort(key=lambda p: int(p["data"]["eventId"]))
+        assert [p["data"]["sequence"] for p in events] == [1, 2, 3, 4, 5, 6]
+        assert [p["type"] for p in events] == ["member.enrolled"] + ["points.adjusted"] * 5
+
+
 async def test_a_dead_letter_after_the_whole_schedule(database: Database, clock: Clock) -> None:
     async with receiving(Receiver(then=503)) as hook:
         service = no_bonus(clock, {"url": hook.url, "secret": SECRET})
