@@ -81,7 +81,8 @@ class Figures:
         return (
             f"R4 members(first: {MEMBERS}) with points, tier, transactions(first: 5), profile, "
             f"orders: {self.selects} SELECTs ({len(self.statements)} statements), {calls}; "
-            f"the page with the backends at 100 / 150 ms: {self.page * 1e3:.0f} ms"
+            f"the page with the backends at {CRM_LATENCY * 1e3:.0f} / "
+            f"{STORE_LATENCY * 1e3:.0f} ms: {self.page * 1e3:.0f} ms"
         )
 
 

@@ -84,7 +84,9 @@ def requested_hash(extensions: Mapping[str, Any] | None) -> str | None:
 
 
 # Keeps a text and drops the oldest past the bound, in one step on the server (a
-# client that died between the two would leave the index and the texts apart).
+# client that died between the two would leave the index and the texts apart). The
+# evicted texts' keys are not declared in KEYS, so this runs on one Redis node, not on
+# Redis Cluster; "oldest" is by the registering replica's clock.
 # KEYS: the text's key, the index; ARGV: the hash, the text, the TTL, now, the bound.
 _KEEP_SHARED = (
     """
