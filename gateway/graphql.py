@@ -9,15 +9,13 @@ caller's rate limit. Each operation has a time limit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -36,6 +34,16 @@ from auth.tokens import InvalidToken
 from backends.registry import Backends
 from events.bus import Hub
 from gateway import pages, unavailable
+from gateway.http_body import (
+    MAX_BODY_BYTES,
+    Refusal,
+    authorization,
+    content_length,
+    decode_json,
+    encode_json,
+    read_body,
+    replay,
+)
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries, PersistedQueryError
@@ -56,36 +64,8 @@ from schema.errors import coded
 
 log = logging.getLogger("loyalty.graphql")
 
-MAX_BODY_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 32  # of the body and of GET's `variables` / `extensions`
-BODY_TIMEOUT = 10.0  # seconds a client may take to send its body (408 after)
 HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT"}
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-
-
-class Refusal(Exception):
-    """A request refused before GraphQL runs, answered as a GraphQL error response."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-    def response(self, request_id: str) -> Response:
-        body = {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
-        headers = {**self.headers, "X-Request-Id": request_id}
-        # ASCII JSON: a message quoting the caller's text may carry a lone surrogate,
-        # which only an escape can represent.
-        return Response(
-            json.dumps(body),
-            status_code=self.status,
-            headers=headers,
-            media_type="application/json",
-        )
 
 
 _INVALID = {"WWW-Authenticate": 'Bearer realm="loyalty-gateway", error="invalid_token"'}
@@ -117,92 +97,6 @@ def _caller(principal: Principal, request: HTTPConnection) -> str:
     if isinstance(principal, Shopper):
         return f"member:{principal.program_id}:{principal.customer_id}"
     return f"address:{request.client.host if request.client else '-'}"
-
-
-def _content_length(request: Request) -> int:
-    text = request.headers.get("content-length") or "0"
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise Refusal(400, "BAD_REQUEST", "malformed Content-Length")
-    return int(text)
-
-
-def _authorization(request: Request) -> str | None:
-    """The one Authorization header; two are refused (which one counts is not ours to
-    guess: a proxy may have added one)."""
-    values = request.headers.getlist("authorization")
-    if len(values) > 1:
-        raise Refusal(400, "BAD_REQUEST", "send one Authorization header")
-    return values[0] if values else None
-
-
-def encode_json(data: object) -> bytes:
-    """A response body: orjson, or the standard library for what orjson refuses (a lone
-    surrogate quoted from the caller's text, an integer past 64 bits), escaped to ASCII."""
-    try:
-        return orjson.dumps(data)
-    except TypeError:  # orjson.JSONEncodeError
-        return json.dumps(data, separators=(",", ":")).encode()
-
-
-def decode_json(data: str | bytes) -> object:
-    """JSON as the endpoint accepts it: an object or a list, nested at most
-    `MAX_JSON_DEPTH` deep; anything else is a 400. (Strings no database can store,
-    NUL or a lone surrogate, are the ledger's to refuse, as INVALID_INPUT on the field.)"""
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise HTTPException(400, "the JSON is nested too deeply") from None
-    except ValueError:  # not JSON, or bytes that are not UTF-8
-        raise HTTPException(400, "Unable to parse request body as JSON") from None
-    if not isinstance(value, dict | list):
-        raise HTTPException(400, "the JSON must be an object")
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise HTTPException(400, f"the JSON is nested more than {MAX_JSON_DEPTH} deep")
-        if isinstance(item, dict):
-            pending.extend((key, depth) for key in item)
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
-    return value
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The body, within `MAX_BODY_BYTES` and `BODY_TIMEOUT` (a client that trickles
-    its body is cut off)."""
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT):
-            return await _receive_body(receive)
-    except TimeoutError:
-        raise Refusal(408, "REQUEST_TIMEOUT", "the request body took too long") from None
-
-
-async def _receive_body(receive: Receive) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Refusal(400, "BAD_REQUEST", "the client went away")
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY_BYTES:
-            raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
@@ -271,12 +165,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         request_id = uuid.uuid4().hex
         request = Request(scope)
         try:
-            length = _content_length(request)
+            length = content_length(request)
             if length > MAX_BODY_BYTES:
                 raise Refusal(413, "BAD_REQUEST", f"request body over {MAX_BODY_BYTES} bytes")
-            body = await _read_body(receive)
+            body = await read_body(receive)
             try:
-                principal = await _principal(self.authenticator(), _authorization(request))
+                principal = await _principal(self.authenticator(), authorization(request))
             except Refusal as refused:
                 if refused.status == 401:  # no free token guessing; an outage is no guess
                     await self._limit(_caller(Anonymous(), request))
@@ -290,7 +184,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         started: list[bool] = []
         try:
             async with asyncio.timeout(self.timeout):
-                await self._answer(scope, _replay(body), send, request_id, started)
+                await self._answer(scope, replay(body), send, request_id, started)
         except TimeoutError:
             if not started:
                 late = Refusal(504, "TIMEOUT", f"the operation took over {self.timeout:g} s")
@@ -323,7 +217,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self, refusal: Refusal, scope: Scope, send: Send, request_id: str = "-"
     ) -> None:
         self.metrics.errors.labels(refusal.code).inc()
-        await refusal.response(request_id)(scope, _replay(b""), send)
+        await refusal.response(request_id)(scope, replay(b""), send)
 
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, request_id: str, started: list[bool]

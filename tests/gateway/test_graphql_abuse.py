@@ -15,7 +15,7 @@ import pytest
 from multidict import CIMultiDict
 from starlette.types import Message
 
-from gateway import graphql as endpoint
+from gateway import http_body
 from ledger.models import Member
 from tests.gateway.test_graphql_limits import ENROLL, count, post_raw
 from tests.support.gateway import Gateway, running_gateway
@@ -296,7 +296,7 @@ async def test_two_authorization_headers_are_refused(gw: Gateway) -> None:
 
 
 async def test_a_trickled_body_is_cut_off(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(endpoint, "BODY_TIMEOUT", 0.5)
+    monkeypatch.setattr(http_body, "BODY_TIMEOUT", 0.5)
     host, port = gw.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
