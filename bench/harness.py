@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.replicas import CLI, cli
+
 ROOT = Path(__file__).resolve().parents[1]
-CLI = "import sys; from gateway.cli import main; sys.exit(main())"
 CONNECTIONS = 16
 SERVER_CPU, LOAD_CPU = 0, 1
 
@@ -140,16 +141,7 @@ def partner_token(server: Server, database_url: str) -> str:
     every = scopes.render(scopes.ALL)
     env = {**os.environ, "LOYALTY_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
     create = ["clients", "create", "--program", "acme", "--name", "bench", "--scopes", every]
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, *create],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    client = json.loads(done.stdout)
+    client = json.loads(cli(env, *create))
     form = urllib.parse.urlencode(
         {
             "grant_type": "client_credentials",

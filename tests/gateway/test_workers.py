@@ -5,8 +5,6 @@ full, each purchase once, without the database seeing more connections than the 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from gateway.settings import Settings
 from ledger.db import create_engine
 from tests.conftest import postgres_url
 from tests.support.postgres import PostgresServer
-from tests.support.replicas import CLI, ROOT, Replica, create_client, environment
+from tests.support.replicas import Replica, create_client, environment, run_cli
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.slow
@@ -51,15 +49,7 @@ async def test_each_worker_keeps_its_share_of_the_pool_open(
 
 def test_serve_refuses_more_workers_than_the_budget_holds(tmp_path: Path) -> None:
     env = environment(database_url=PG, database_pool="5")
-    done = subprocess.run(
-        [sys.executable, "-c", CLI, "serve", "--workers", "3", "--port", str(free_port())],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(env, "serve", "--workers", "3", "--port", str(free_port()))
     assert done.returncode == 2, done.stderr
     assert "--workers 3 needs LOYALTY_DATABASE_POOL of 6 or more" in done.stderr
     # SQLite has no pool to share: any number of workers.

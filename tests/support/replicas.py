@@ -22,8 +22,9 @@ def environment(**settings: str) -> dict[str, str]:
     return {**os.environ, **{f"LOYALTY_{name.upper()}": value for name, value in settings.items()}}
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`loyalty-gateway ARGS` in a process of its own, its output captured."""
+    return subprocess.run(
         [sys.executable, "-c", CLI, *args],
         env=env,
         cwd=ROOT,
@@ -32,6 +33,11 @@ def cli(env: dict[str, str], *args: str) -> str:
         timeout=60,
         check=False,
     )
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    """The output of a `loyalty-gateway ARGS` that must succeed."""
+    done = run_cli(env, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
