@@ -8,7 +8,15 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ledger import orders_repository, outbox, postings, rules, tiers, write_repository
+from ledger import (
+    orders_repository,
+    outbox,
+    postings,
+    refund_rules,
+    rules,
+    tiers,
+    write_repository,
+)
 from ledger.commands import AdjustPoints, Outcome, RecordAction, RecordPurchase, RefundPurchase
 from ledger.errors import (
     AlreadyEnrolled,
@@ -364,20 +372,20 @@ async def _reverse(scope: LedgerScope, order: Order, request: _Refund) -> Entry:
     lines = request.lines if request.lines is not None else request.line_refs
     if lines is not None:
         try:
-            refunded = rules.allocate_line_refund(
+            refunded = refund_rules.allocate_line_refund(
                 priced, refunded, lines, by_ref=request.line_refs is not None
             )
-        except rules.RefundLineError as exc:
+        except refund_rules.RefundLineError as exc:
             raise InvalidAmount(exc.reason, ["lines", str(exc.index), exc.field]) from None
     else:
         assert request.amount is not None
         refunded_amount += request.amount
-    refunded_eligible = rules.refunded_eligible(priced, refunded) + Fraction(refunded_amount)
+    refunded_eligible = refund_rules.refunded_eligible(priced, refunded) + Fraction(refunded_amount)
     if refunded_eligible > rules.eligible_total(priced):
         raise InvalidAmount("more than remains refundable on the order", ["amount"])
 
-    weight = rules.refund_weight(priced, refunded, refunded_amount)
-    due_total = rules.total_reversal(order.points, weight, rules.weighted_total(priced))
+    weight = refund_rules.refund_weight(priced, refunded, refunded_amount)
+    due_total = refund_rules.total_reversal(order.points, weight, rules.weighted_total(priced))
     due = due_total - order.reversed
     account = (await postings.lock(scope, order.member_id))[order.member_id]
     lot = await write_repository.lot(scope.session, order.lot_id)
