@@ -59,7 +59,7 @@ from backends.errors import (
     BadCredentials,
     CircuitOpen,
 )
-from ledger.program import BackendSection
+from ledger.program_sections import BackendSection
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)

@@ -54,7 +54,7 @@ called with a timeout, through `delivery.http`) into `SourceUnavailable`.
 
 The registry finds every module of `backends/sources/` by itself; nothing else needs
 editing, bar the program file's key: add `<name>: Secrets = ()` to `WebhookSecrets` in
-`ledger/program.py` (one secret or a list, for rotation). Refunds from a platform set
+`ledger/program_sections.py` (one secret or a list, for rotation). Refunds from a platform set
 `keep_until_purchase=True` (they may come before the purchase; the ledger keeps them),
 and refer to lines by the platform's own line id (`Line.ref` on the purchase,
 `RefundPurchase.line_refs`) when it sends one. Tests go

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import aiohttp
 
 from backends.inbound import SourceUnavailable, Unprocessable
-from ledger.program import Paypal
+from ledger.program_sections import Paypal
 
 TIMEOUT = aiohttp.ClientTimeout(total=5.0, connect=2.0)
 MAX_ANSWER = 1024 * 1024

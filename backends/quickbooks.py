@@ -18,7 +18,7 @@ import aiohttp
 
 from backends import payloads
 from backends.inbound import SourceUnavailable, Unprocessable
-from ledger.program import QuickBooks
+from ledger.program_sections import QuickBooks
 
 CONNECT_TIMEOUT = 1.0
 TOTAL_TIMEOUT = 2.5

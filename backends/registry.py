@@ -22,7 +22,8 @@ from backends.crm.base import CrmClient
 from backends.crm.hubspot import HubSpotClient
 from backends.crm.salesforce import SalesforceClient
 from backends.errors import BackendUnavailable
-from ledger.program import BackendSection, Program
+from ledger.program import Program
+from ledger.program_sections import BackendSection
 
 C = TypeVar("C", bound=BackendClient)
 log = logging.getLogger("loyalty.backends")

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import aiohttp
 
 from backends.inbound import SourceUnavailable, Unprocessable
-from ledger.program import Square
+from ledger.program_sections import Square
 
 TIMEOUT = aiohttp.ClientTimeout(total=4.0, connect=2.0)
 MAX_ANSWER = 1024 * 1024

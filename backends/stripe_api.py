@@ -14,7 +14,7 @@ from urllib.parse import quote
 import aiohttp
 
 from backends.inbound import SourceUnavailable, Unprocessable
-from ledger.program import StripeApi
+from ledger.program_sections import StripeApi
 
 CONNECT_TIMEOUT = 1.0
 TOTAL_TIMEOUT = 3.0

@@ -32,7 +32,8 @@ from backends.fakes.shopify import FakeShopify
 from gateway.app import create_app
 from gateway.migrate import upgrade_async
 from gateway.settings import Settings
-from ledger.program import DEMO_PROGRAM, Commerce, Crm, load_program
+from ledger.program import DEMO_PROGRAM, load_program
+from ledger.program_sections import Commerce, Crm
 from tests.support.server import free_port, serving
 
 CRM_LATENCY = 0.100

@@ -11,7 +11,7 @@ from __future__ import annotations
 from backends.fakes.salesforce import EXTERNAL_ID_FIELD, FakeSalesforce
 from backends.fakes.woocommerce import FakeWooCommerce
 from bench.backends import FIRST_CUSTOMER, MEMBERS, measure
-from ledger.program import Commerce, Crm
+from ledger.program_sections import Commerce, Crm
 
 
 async def main() -> None:

@@ -49,7 +49,8 @@ from ledger.commands import (
     RedeemReward,
 )
 from ledger.db import Database
-from ledger.program import DEMO_PROGRAM, Commerce, Crm, OutgoingWebhook, Program, load_program
+from ledger.program import DEMO_PROGRAM, OutgoingWebhook, Program, load_program
+from ledger.program_sections import Commerce, Crm
 from ledger.rules import Line
 from ledger.service import LoyaltyService
 

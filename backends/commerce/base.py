@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from backends.client import BackendClient, in_chunks
-from ledger.program import Commerce
+from ledger.program_sections import Commerce
 
 
 @dataclass(frozen=True)

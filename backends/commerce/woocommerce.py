@@ -31,7 +31,7 @@ import aiohttp
 from backends.client import Breakers
 from backends.commerce.base import CommerceClient, StoreOrder
 from backends.errors import BadAnswer
-from ledger.program import BackendSection, Commerce
+from ledger.program_sections import BackendSection, Commerce
 
 ORDERS_PATH = "/wp-json/wc/v3/orders"
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from backends.client import BackendClient, in_chunks
-from ledger.program import Crm
+from ledger.program_sections import Crm
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from backends.errors import (
     BadAnswer,
     BadCredentials,
 )
-from ledger.program import BackendSection, Crm
+from ledger.program_sections import BackendSection, Crm
 
 API_VERSION = "v62.0"
 POINTS_FIELD = "Loyalty_Points__c"

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from backends.fakes.loopback import loopback
-from ledger.program import QuickBooks
+from ledger.program_sections import QuickBooks
 
 ENTITIES = {
     "payment": "Payment",

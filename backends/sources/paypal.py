@@ -44,7 +44,8 @@ from backends.inbound import (
     text,
 )
 from ledger.commands import MemberRef, RecordPurchase, RefundPurchase
-from ledger.program import Channel, Paypal, Program
+from ledger.program import Channel, Program
+from ledger.program_sections import Paypal
 from ledger.rules import Line
 
 HEADERS = {

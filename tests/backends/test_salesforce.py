@@ -19,7 +19,7 @@ from backends.errors import (
     BadCredentials,
 )
 from backends.fakes.salesforce import EXTERNAL_ID_FIELD, FakeSalesforce
-from ledger.program import Crm
+from ledger.program_sections import Crm
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from backends.commerce.base import StoreOrder
 from backends.commerce.woocommerce import WooCommerceClient
 from backends.errors import BackendTimeout, BackendUnavailable, BadAnswer, BadCredentials
 from backends.fakes.woocommerce import FakeWooCommerce
-from ledger.program import Commerce
+from ledger.program_sections import Commerce
 
 SAMPLES = Path(__file__).parents[1] / "samples" / "woocommerce_rest"
 
