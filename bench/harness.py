@@ -112,7 +112,10 @@ class Server:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(10)
+            # A kill takes effect once the process leaves the kernel: right after a
+            # multi-gigabyte database was built, its last write can wait a while behind
+            # the system flushing that build to disk.
+            self.process.wait(120)
         self.log.unlink(missing_ok=True)
 
 
