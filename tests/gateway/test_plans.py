@@ -461,7 +461,7 @@ async def test_the_planned_entry_answers_before_the_view_as_the_normal_path_does
             assert (await _sent(gw, token, "POST", registered))[0] == 200  # kept, and taught
         assert graphql.plans.find(READ, None) is not None
         hashed = {"variables": {"c": "ada"}, "extensions": {"persistedQuery": by_hash}}
-        cases = [
+        cases: list[tuple[str, dict[str, Any], str | None]] = [
             ("POST", {"query": READ, "variables": {"c": "ada"}}, None),
             ("POST", hashed, None),
             ("GET", hashed, None),
