@@ -187,6 +187,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 self.metrics.connections.dec()
             return
         request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id  # the access log's, refused or not
         request = Request(scope)
         try:
             length = content_length(request)
@@ -203,8 +205,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         except Refusal as refusal:
             await self._refuse(refusal, scope, send, request_id)
             return
-        state = scope.setdefault("state", {})
-        state.update(principal=principal, request_id=request_id)
+        state["principal"] = principal
         started: list[bool] = []
         sender = self._sender(send, request_id, state, started)
         try:
