@@ -157,7 +157,11 @@ class Plan:
         query = self.schema.query_type
         assert query is not None
         data: dict[str, Any] = {}
-        for key, nodes in self._collect(query, [self.operation.selection_set], values).items():
+        fields = self._collect(query, [self.operation.selection_set], values)
+        # One member read is the request's only statement: no transaction around it.
+        # Several share one read transaction, so that they see one moment.
+        reads = sum(1 for nodes in fields.values() if nodes[0].name.value != "__typename")
+        for key, nodes in fields.items():
             name = nodes[0].name.value
             if name == "__typename":
                 data[key] = query.name
@@ -171,7 +175,7 @@ class Plan:
                 id=str(ref["id"]) if ref.get("id") is not None else None,
                 customer_id=ref.get("customerId"),
             )
-            found = await members_resolvers.find_with_account(ctx, reference)
+            found = await members_resolvers.find_with_account(ctx, reference, only_read=reads == 1)
             if found is None:
                 data[key] = None
                 continue

@@ -137,7 +137,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
-        readonly = connection.get_execution_options().get("ledger_readonly", False)
+        options = connection.get_execution_options()
+        if options.get("ledger_one_statement", False):
+            return  # a read of one statement: its own snapshot, in autocommit
+        readonly = options.get("ledger_readonly", False)
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
@@ -187,6 +190,19 @@ class Database:
         options: dict[str, Any] = {"ledger_readonly": True}
         if not self.is_sqlite:
             options["isolation_level"] = "REPEATABLE READ"
+        async with self.sessions() as session:
+            await session.connection(execution_options=options)
+            yield session
+
+    @asynccontextmanager
+    async def reading_one(self) -> AsyncIterator[AsyncSession]:
+        """A session for a read of one statement, outside any transaction: a statement
+        is a snapshot of its own on either database, so one statement needs no BEGIN
+        and no ROLLBACK around it (two round trips fewer). Only for one statement: two
+        would each see their own moment."""
+        options: dict[str, Any] = {"ledger_readonly": True, "ledger_one_statement": True}
+        if not self.is_sqlite:
+            options = {"isolation_level": "AUTOCOMMIT"}
         async with self.sessions() as session:
             await session.connection(execution_options=options)
             yield session
