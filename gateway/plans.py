@@ -47,7 +47,6 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     get_named_type,
-    parse,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from strawberry.permission import PermissionExtension
@@ -57,7 +56,7 @@ from ledger.models import Account, Member
 from resolvers import members as members_resolvers
 from resolvers import points as points_resolvers
 from resolvers.context import Context
-from schema.limits import MAX_TOKENS
+from schema.limits import parsed
 
 log = logging.getLogger("loyalty.plans")
 
@@ -340,7 +339,7 @@ class Plans:
         if not self.permissions:
             return None
         try:
-            document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
+            document = parsed(query)  # the parse of its first run, from the cache
         except Exception:  # noqa: BLE001 - it did parse on the normal path; no plan then
             return None
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]

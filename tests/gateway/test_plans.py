@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from graphql import DocumentNode
+from graphql.language.parser import Parser
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -408,6 +410,9 @@ async def test_over_http_the_planned_answer_is_the_normal_one_byte_for_byte(
             assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
 
 
+TEXT = READ + "\n"  # the benchmark's read, as another client spells it
+
+
 async def _sent(
     gw: Gateway, token: str | None, method: str, body: dict[str, Any], accept: str | None = None
 ) -> tuple[int, bytes, dict[str, str]]:
@@ -428,13 +433,13 @@ async def _sent(
 
 
 async def test_the_planned_entry_answers_before_the_view_as_the_normal_path_does(
-    sqlite_template: Path, tmp_path: Path
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Plain, persisted by hash (POST and GET), with the GraphQL-over-HTTP media type;
     refused by the plan's permission and an unknown hash: status, headers and bytes of
     the normal path, the planned ones without Strawberry's view."""
     url = sqlite_url(sqlite_template, tmp_path)
-    digest = hashlib.sha256(READ.encode()).hexdigest()
+    digest = hashlib.sha256(TEXT.encode()).hexdigest()  # a text of its own: parsed here
     by_hash = {"version": 1, "sha256Hash": digest}
     async with running_gateway(url) as planned, running_gateway(url) as unplanned:
         unplanned.app.state.graphql.plans = None
@@ -453,19 +458,30 @@ async def test_the_planned_entry_answers_before_the_view_as_the_normal_path_does
         )
         tokens = (await planned.token(), await unplanned.token())
         registered = {
-            "query": READ,
+            "query": TEXT,
             "variables": {"c": "ada"},
             "extensions": {"persistedQuery": by_hash},
         }
+        parsed: list[str] = []
+        parse = Parser.parse_document
+
+        def counted_parse(parser: Parser) -> DocumentNode:
+            parsed.append(parser._lexer.source.body)
+            return parse(parser)
+
+        monkeypatch.setattr(Parser, "parse_document", counted_parse)
         for gw, token in zip((planned, unplanned), tokens, strict=True):
             assert (await _sent(gw, token, "POST", registered))[0] == 200  # kept, and taught
-        assert graphql.plans.find(READ, None) is not None
+        assert graphql.plans.find(TEXT, None) is not None
+        # Admitted, run and planned, on two gateways of one process: parsed once.
+        assert parsed.count(TEXT) == 1
+        monkeypatch.undo()
         hashed = {"variables": {"c": "ada"}, "extensions": {"persistedQuery": by_hash}}
         cases: list[tuple[str, dict[str, Any], str | None]] = [
-            ("POST", {"query": READ, "variables": {"c": "ada"}}, None),
+            ("POST", {"query": TEXT, "variables": {"c": "ada"}}, None),
             ("POST", hashed, None),
             ("GET", hashed, None),
-            ("GET", {"query": READ, "variables": {"c": "ada"}}, None),
+            ("GET", {"query": TEXT, "variables": {"c": "ada"}}, None),
             ("POST", hashed, "application/graphql-response+json"),
         ]
         for method, body, accept in cases:
@@ -484,7 +500,7 @@ async def test_the_planned_entry_answers_before_the_view_as_the_normal_path_does
             await planned.token({scopes.REWARDS_READ}),
             await unplanned.token({scopes.REWARDS_READ}),
         )
-        for method, body in (("POST", {"query": READ, "variables": {"c": "ada"}}), ("GET", hashed)):
+        for method, body in (("POST", {"query": TEXT, "variables": {"c": "ada"}}), ("GET", hashed)):
             viewed.clear()
             answers = [
                 await _sent(gw, token, method, body)
