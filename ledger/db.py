@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from ledger import sqlite_connection
 
@@ -115,7 +116,23 @@ def create_engine(
     if wait is not None:
         kwargs.setdefault("pool_timeout", wait)
         kwargs.setdefault("connect_args", {"timeout": wait})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.driver == "asyncpg":
+        engine.dialect.do_ping = _ping_asyncpg  # type: ignore[method-assign]
+    return engine
+
+
+def _ping_asyncpg(dbapi_connection: Any) -> bool:
+    """The pre-ping of a pooled asyncpg connection in one round trip: `SELECT 1`
+    by the simple query protocol. SQLAlchemy's own wraps it in BEGIN ... ROLLBACK (for
+    PgBouncer's transaction mode, which the gateway's prepared statements rule out
+    anyway): three round trips at every checkout, that is every request. A failure is
+    the adapter's error, so the pool tells a disconnect as it does for its own ping."""
+    try:
+        await_(dbapi_connection._connection.execute("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - translated (and raised) by the adapter
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
