@@ -97,6 +97,9 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
+SQLITE_KEPT_CONNECTIONS = 20  # and up to 10 more opened and closed as needed
+
+
 def create_engine(
     url: str, wait: float | None = None, connections: int | None = None, **kwargs: Any
 ) -> AsyncEngine:
@@ -104,8 +107,13 @@ def create_engine(
     bounds the waits for a lock (SQLite's busy timeout), a new connection and a pooled
     one (PostgreSQL); unbounded by the engine's defaults when None. `connections` is the
     most PostgreSQL connections the engine opens, all kept in the pool once opened
-    (10 kept and 20 more opened and closed as needed when None)."""
+    (10 kept and 20 more opened and closed as needed when None); SQLite keeps
+    `SQLITE_KEPT_CONNECTIONS`."""
     if url.startswith("sqlite"):
+        # Kept once opened: a SQLite connection is a file and a thread, and one opened
+        # and closed per request (SQLAlchemy keeps 5) costs its thread and its PRAGMAs
+        # each time the requests in flight outnumber the kept ones.
+        kwargs.setdefault("pool_size", SQLITE_KEPT_CONNECTIONS)
         engine = create_async_engine(url, **kwargs)
         busy_ms = SQLITE_BUSY_TIMEOUT_MS if wait is None else max(1, round(wait * 1000))
         _configure_sqlite(engine, min(busy_ms, SQLITE_BUSY_TIMEOUT_MS))
