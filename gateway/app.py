@@ -30,7 +30,7 @@ from events import bus as events_bus
 from events.bus import Event, Hub
 from events.relay import OutboxRelay
 from events.webhooks import WebhookDispatcher
-from gateway import admin, oauth, pages, scheduler, unavailable
+from gateway import access_log, admin, oauth, pages, scheduler, unavailable
 from gateway.graphql import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries
@@ -178,7 +178,13 @@ def create_app(
             listening.close()
             await database.dispose()
 
-    app = Starlette(lifespan=lifespan, middleware=[Middleware(unavailable.UnavailableMiddleware)])
+    app = Starlette(
+        lifespan=lifespan,
+        middleware=[
+            Middleware(access_log.AccessLog),
+            Middleware(unavailable.UnavailableMiddleware),
+        ],
+    )
     graphql = GraphQLEndpoint(
         schema,
         service=service,
@@ -236,5 +242,7 @@ def create_app(
 
 
 def from_environment() -> Starlette:
-    """The app factory `serve` gives uvicorn: settings from the environment."""
+    """The app factory `serve` gives uvicorn (in each worker): settings from the
+    environment, the access log on standard output (`gateway.access_log`)."""
+    access_log.enable()
     return create_app(Settings())

@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loop="uvloop",  # libuv's event loop and its HTTP parser: less CPU a request
                 http="httptools",
                 proxy_headers=True,
+                access_log=False,  # ours, with the request id: gateway.access_log
             )
         elif args.command == "clients":
             return create_client(settings, args.program, args.name, args.scopes)

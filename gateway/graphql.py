@@ -12,9 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -99,6 +99,27 @@ def _caller(principal: Principal, request: HTTPConnection) -> str:
     return f"address:{request.client.host if request.client else '-'}"
 
 
+class Planned(Protocol):
+    """A compiled plan of one operation: the result the executor would give, or None
+    when it gives up (the normal path then answers)."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def operation_type(self) -> str: ...  # "query" or "mutation", as the metrics count
+
+    async def run(
+        self, context: Context, variables: Mapping[str, Any] | None
+    ) -> ExecutionResult | None: ...
+
+
+class PlanSource(Protocol):
+    """Where the plans of documents are found, by text and operation name."""
+
+    def find(self, query: object, operation_name: object) -> Planned | None: ...
+
+
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
@@ -147,6 +168,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.suggestions = introspection
         self.persisted = persisted or PersistedQueries()
         self.plans: Plans | None = Plans(schema._schema) if plans else None
+        # More compiled plans (a mutation's, in a module of its own), consulted after the
+        # member reads': each answered by `_answer_planned` like those.
+        self.write_plans: list[PlanSource] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -163,6 +187,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 self.metrics.connections.dec()
             return
         request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id  # the access log's, refused or not
         request = Request(scope)
         try:
             length = content_length(request)
@@ -179,12 +205,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         except Refusal as refusal:
             await self._refuse(refusal, scope, send, request_id)
             return
-        state = scope.setdefault("state", {})
-        state.update(principal=principal, request_id=request_id)
+        state["principal"] = principal
         started: list[bool] = []
+        sender = self._sender(send, request_id, state, started)
         try:
             async with asyncio.timeout(self.timeout):
-                await self._answer(scope, replay(body), send, request_id, started)
+                if not await self._answer_planned(request, body, sender):
+                    await self._answer(scope, replay(body), sender, request_id)
         except TimeoutError:
             if not started:
                 late = Refusal(504, "TIMEOUT", f"the operation took over {self.timeout:g} s")
@@ -219,10 +246,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.metrics.errors.labels(refusal.code).inc()
         await refusal.response(request_id)(scope, replay(b""), send)
 
-    async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, started: list[bool]
-    ) -> None:
-        state = scope["state"]
+    def _sender(
+        self, send: Send, request_id: str, state: dict[str, Any], started: list[bool]
+    ) -> Send:
+        """`send` with the request id, and the status, headers and media type the answer
+        put in the request's state."""
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -244,6 +272,96 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 }
             await send(message)
 
+        return send_with_id
+
+    def _plan_for(self, query: object, operation_name: object, method: str) -> Planned | None:
+        """The compiled plan of this document and operation, if one has been made: the
+        member reads' (`gateway.plans`), then those of `write_plans` (a mutation's plan
+        answers POST only, as a mutation never runs over GET)."""
+        if self.plans is not None:
+            plan = self.plans.find(query, operation_name)
+            if plan is not None:
+                return plan
+        if method == "POST":
+            for source in self.write_plans:
+                found = source.find(query, operation_name)
+                if found is not None:
+                    return found
+        return None
+
+    def _planned_request(self, request: Request, body: bytes) -> dict[str, Any] | None:
+        """The GraphQL request of a POST of JSON or a GET, when it is one the plans may
+        answer (one operation, no streaming, not the IDE's page); None sends it the
+        normal way, which answers anything else, refusals included."""
+        method = request.scope["method"]
+        if method == "POST":
+            media = request.headers.get("content-type", "").partition(";")[0].strip()
+            if media.lower() != "application/json":
+                return None
+        elif method != "GET":
+            return None
+        if "accept" in request.headers and self._get_stream_transport_from_headers(request.headers):
+            return None
+        try:
+            if method == "POST":
+                data = decode_json(body)
+            else:
+                if self.should_render_graphql_ide(self.request_adapter_class(request)):
+                    return None
+                data = self.parse_query_params(request.query_params)
+        except HTTPException:
+            return None
+        if not isinstance(data, dict):
+            return None  # a batch
+        if not isinstance(data.get("query"), str | None):
+            return None
+        for part in ("variables", "extensions"):
+            if not isinstance(data.get(part), dict | None):
+                return None
+        return data
+
+    async def _answer_planned(self, request: Request, body: bytes, send: Send) -> bool:
+        """Answer the request by a compiled plan, before Strawberry's view: the same
+        status, headers, body, metrics and log line as the normal path, which Strawberry
+        would reach the same way (`execute_single`). False when no plan answers it (no
+        plan for the document, or its plan gave up): the normal path then runs."""
+        if self.plans is None and not self.write_plans:
+            return False
+        data = self._planned_request(request, body)
+        if data is None:
+            return False
+        scope, state = request.scope, request.scope["state"]
+        try:
+            query = await self.persisted.resolve(data.get("query"), data.get("extensions"))
+        except PersistedQueryError as refused:
+            await self._persisted_refusal(refused, state["request_id"])(scope, replay(b""), send)
+            return True
+        operation_name = data.get("operationName")
+        plan = self._plan_for(query, operation_name, scope["method"])
+        if plan is None:
+            return False
+        context = self._context(state["principal"], state["request_id"])
+        state["context"] = context
+        started = time.perf_counter()
+        result = await plan.run(context, data.get("variables"))
+        if result is None:  # it gave up: the normal path answers, without it
+            state["plan_gave_up"] = True
+            state.pop("context", None)
+            await context.close()
+            return False
+        self.metrics.operation(plan.name, plan.operation_type, time.perf_counter() - started)
+        answer = await self.process_result(request, result)
+        response = Response(encode_json(answer), status_code=200, media_type="application/json")
+        await response(scope, replay(b""), send)
+        return True
+
+    def _persisted_refusal(self, refused: PersistedQueryError, request_id: str) -> Response:
+        self.metrics.errors.labels(refused.code).inc()
+        # An unknown hash must not be cached by a CDN: the text may be there next time.
+        headers = {"Cache-Control": "private, no-cache, must-revalidate"}
+        return Refusal(refused.status, refused.code, refused.message, headers).response(request_id)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         try:
             response = await self.run(Request(scope, receive))
         except HTTPException as refused:  # strawberry's refusals, as GraphQL errors
@@ -251,12 +369,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             self.metrics.errors.labels(code).inc()
             response = Refusal(refused.status_code, code, refused.reason).response(request_id)
         except PersistedQueryError as refused:
-            self.metrics.errors.labels(refused.code).inc()
-            # An unknown hash must not be cached by a CDN: the text may be there next time.
-            headers = {"Cache-Control": "private, no-cache, must-revalidate"}
-            found = Refusal(refused.status, refused.code, refused.message, headers)
-            response = found.response(request_id)
-        await response(scope, receive, send_with_id)
+            response = self._persisted_refusal(refused, request_id)
+        await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Any) -> Response:
         """GraphiQL from the gateway's own copies of its assets (Strawberry's page loads
@@ -294,13 +408,14 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         (whose first answer without an error teaches the plans the document)."""
         plans = self.plans
         query, name = request_data.query, request_data.operation_name
-        if plans is not None:
+        if plans is not None and not getattr(request.state, "plan_gave_up", False):
             plan = plans.find(query, name)
             if plan is not None:
                 started = time.perf_counter()
                 planned = await plan.run(context, request_data.variables)
                 if planned is not None:
-                    self.metrics.operation(plan.name, "query", time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    self.metrics.operation(plan.name, plan.operation_type, elapsed)
                     return planned
         result = await super().execute_single(
             request=request,
@@ -390,13 +505,16 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 hub=self.hub,
                 websocket=response,
             )
-        context = Context(
+        context = self._context(request.state.principal, request.state.request_id)
+        request.state.context = context
+        return context
+
+    def _context(self, principal: Principal, request_id: str) -> Context:
+        return Context(
             database=self.database(),
             service=self.service,
-            principal=request.state.principal,
-            request_id=request.state.request_id,
+            principal=principal,
+            request_id=request_id,
             clock=self.clock,
             backends=self.backends(),
         )
-        request.state.context = context
-        return context

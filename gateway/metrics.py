@@ -59,6 +59,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._bound: dict[tuple[str | None, str], tuple[Counter, Histogram]] = {}
+
         self.webhooks = WebhookMetrics(self.registry)
         self.backends = BackendMetrics(self.registry)
 
@@ -83,9 +85,16 @@ class Metrics:
         return OperationMetrics
 
     def operation(self, name: str | None, kind: str, seconds: float) -> None:
-        """One operation answered (by the executor or a compiled plan)."""
-        self.requests.labels(self.label(name), kind).inc()
-        self.latency.labels(kind).observe(seconds)
+        """One operation answered (by the executor or a compiled plan), counted by the
+        labelled children bound at its first answer (a label lookup takes a lock and
+        builds a tuple each time)."""
+        children = self._bound.get((name, kind))
+        if children is None:
+            children = self.requests.labels(self.label(name), kind), self.latency.labels(kind)
+            if len(self._bound) < MAX_OPERATION_NAMES * 2:  # names are the callers': bounded
+                self._bound[(name, kind)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def label(self, operation_name: str | None) -> str:
         name = (operation_name or "anonymous")[:MAX_OPERATION_LABEL]

@@ -47,7 +47,6 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     get_named_type,
-    parse,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from strawberry.permission import PermissionExtension
@@ -57,7 +56,7 @@ from ledger.models import Account, Member
 from resolvers import members as members_resolvers
 from resolvers import points as points_resolvers
 from resolvers.context import Context
-from schema.limits import MAX_TOKENS
+from schema.limits import parsed
 
 log = logging.getLogger("loyalty.plans")
 
@@ -125,6 +124,8 @@ class Plan:
     extensions: dict[str, Any] | None
     permissions: list[Any]
 
+    operation_type = "query"
+
     @property
     def name(self) -> str | None:
         return self.operation.name.value if self.operation.name else None
@@ -155,7 +156,11 @@ class Plan:
         query = self.schema.query_type
         assert query is not None
         data: dict[str, Any] = {}
-        for key, nodes in self._collect(query, [self.operation.selection_set], values).items():
+        fields = self._collect(query, [self.operation.selection_set], values)
+        # One member read is the request's only statement: no transaction around it.
+        # Several share one read transaction, so that they see one moment.
+        reads = sum(1 for nodes in fields.values() if nodes[0].name.value != "__typename")
+        for key, nodes in fields.items():
             name = nodes[0].name.value
             if name == "__typename":
                 data[key] = query.name
@@ -169,7 +174,7 @@ class Plan:
                 id=str(ref["id"]) if ref.get("id") is not None else None,
                 customer_id=ref.get("customerId"),
             )
-            found = await members_resolvers.find_with_account(ctx, reference)
+            found = await members_resolvers.find_with_account(ctx, reference, only_read=reads == 1)
             if found is None:
                 data[key] = None
                 continue
@@ -334,7 +339,7 @@ class Plans:
         if not self.permissions:
             return None
         try:
-            document = parse(query, no_location=True, max_tokens=MAX_TOKENS)
+            document = parsed(query)  # the parse of its first run, from the cache
         except Exception:  # noqa: BLE001 - it did parse on the normal path; no plan then
             return None
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]

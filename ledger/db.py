@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from ledger import sqlite_connection
 
@@ -96,6 +97,9 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = orig if isinstance(orig, BaseException) else current.__cause__
 
 
+SQLITE_KEPT_CONNECTIONS = 20  # and up to 10 more opened and closed as needed
+
+
 def create_engine(
     url: str, wait: float | None = None, connections: int | None = None, **kwargs: Any
 ) -> AsyncEngine:
@@ -103,8 +107,13 @@ def create_engine(
     bounds the waits for a lock (SQLite's busy timeout), a new connection and a pooled
     one (PostgreSQL); unbounded by the engine's defaults when None. `connections` is the
     most PostgreSQL connections the engine opens, all kept in the pool once opened
-    (10 kept and 20 more opened and closed as needed when None)."""
+    (10 kept and 20 more opened and closed as needed when None); SQLite keeps
+    `SQLITE_KEPT_CONNECTIONS`."""
     if url.startswith("sqlite"):
+        # Kept once opened: a SQLite connection is a file and a thread, and one opened
+        # and closed per request (SQLAlchemy keeps 5) costs its thread and its PRAGMAs
+        # each time the requests in flight outnumber the kept ones.
+        kwargs.setdefault("pool_size", SQLITE_KEPT_CONNECTIONS)
         engine = create_async_engine(url, **kwargs)
         busy_ms = SQLITE_BUSY_TIMEOUT_MS if wait is None else max(1, round(wait * 1000))
         _configure_sqlite(engine, min(busy_ms, SQLITE_BUSY_TIMEOUT_MS))
@@ -115,7 +124,23 @@ def create_engine(
     if wait is not None:
         kwargs.setdefault("pool_timeout", wait)
         kwargs.setdefault("connect_args", {"timeout": wait})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.driver == "asyncpg":
+        engine.dialect.do_ping = _ping_asyncpg  # type: ignore[method-assign]
+    return engine
+
+
+def _ping_asyncpg(dbapi_connection: Any) -> bool:
+    """The pre-ping of a pooled asyncpg connection in one round trip: `SELECT 1`
+    by the simple query protocol. SQLAlchemy's own wraps it in BEGIN ... ROLLBACK (for
+    PgBouncer's transaction mode, which the gateway's prepared statements rule out
+    anyway): three round trips at every checkout, that is every request. A failure is
+    the adapter's error, so the pool tells a disconnect as it does for its own ping."""
+    try:
+        await_(dbapi_connection._connection.execute("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - translated (and raised) by the adapter
+        dbapi_connection._handle_exception(error)
+    return True
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -137,7 +162,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Connection) -> None:
-        readonly = connection.get_execution_options().get("ledger_readonly", False)
+        options = connection.get_execution_options()
+        if options.get("ledger_one_statement", False):
+            return  # a read of one statement: its own snapshot, in autocommit
+        readonly = options.get("ledger_readonly", False)
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
@@ -187,6 +215,19 @@ class Database:
         options: dict[str, Any] = {"ledger_readonly": True}
         if not self.is_sqlite:
             options["isolation_level"] = "REPEATABLE READ"
+        async with self.sessions() as session:
+            await session.connection(execution_options=options)
+            yield session
+
+    @asynccontextmanager
+    async def reading_one(self) -> AsyncIterator[AsyncSession]:
+        """A session for a read of one statement, outside any transaction: a statement
+        is a snapshot of its own on either database, so one statement needs no BEGIN
+        and no ROLLBACK around it (two round trips fewer). Only for one statement: two
+        would each see their own moment."""
+        options: dict[str, Any] = {"ledger_readonly": True, "ledger_one_statement": True}
+        if not self.is_sqlite:
+            options = {"isolation_level": "AUTOCOMMIT"}
         async with self.sessions() as session:
             await session.connection(execution_options=options)
             yield session

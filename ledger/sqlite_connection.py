@@ -23,10 +23,26 @@ Description = tuple[tuple[str, None, None, None, None, None, None], ...] | None
 
 
 class Connection(aiosqlite.Connection):
-    """An aiosqlite connection whose cursors run a statement in one hand-off."""
+    """An aiosqlite connection whose cursors run a statement in one hand-off, and whose
+    commit and rollback make none when no transaction is open (sqlite3's own do nothing
+    then): a read of one statement outside a transaction is one hand-off in all."""
+
+    # Whether a transaction may be open, as SQLite said after the last statement (and
+    # assumed so until a statement has told, or after a statement failed).
+    may_be_in_transaction = True
 
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
+
+    async def commit(self) -> None:
+        if self.may_be_in_transaction:
+            await super().commit()
+            self.may_be_in_transaction = False
+
+    async def rollback(self) -> None:
+        if self.may_be_in_transaction:
+            await super().rollback()
+            self.may_be_in_transaction = False
 
     async def run(self, call: Callable[[sqlite3.Connection], Any]) -> Any:
         """`call(connection)` in the connection's thread, in one hand-off."""
@@ -58,13 +74,20 @@ class Cursor:
             try:
                 cursor.execute(sql, () if parameters is None else parameters)
                 rows = cursor.fetchall() if cursor.description else []
-                return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+                described = cursor.description, cursor.rowcount, cursor.lastrowid, rows
+                return *described, connection.in_transaction
             finally:
                 cursor.close()
 
-        self.description, self.rowcount, self.lastrowid, self._rows = await self._connection.run(
-            run
-        )
+        connection = self._connection
+        connection.may_be_in_transaction = True  # until the statement tells
+        (
+            self.description,
+            self.rowcount,
+            self.lastrowid,
+            self._rows,
+            connection.may_be_in_transaction,
+        ) = await connection.run(run)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
@@ -72,11 +95,19 @@ class Cursor:
             cursor = connection.cursor()
             try:
                 cursor.executemany(sql, parameters)
-                return cursor.description, cursor.rowcount, cursor.lastrowid
+                described = cursor.description, cursor.rowcount, cursor.lastrowid
+                return *described, connection.in_transaction
             finally:
                 cursor.close()
 
-        self.description, self.rowcount, self.lastrowid = await self._connection.run(run)
+        connection = self._connection
+        connection.may_be_in_transaction = True
+        (
+            self.description,
+            self.rowcount,
+            self.lastrowid,
+            connection.may_be_in_transaction,
+        ) = await connection.run(run)
         self._rows = []
         return self
 

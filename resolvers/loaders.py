@@ -50,6 +50,15 @@ class Reader:
                 self._session = await self._reading.__aenter__()
             return await fetch(self._session)
 
+    async def run_one(self, fetch: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`fetch`, of one statement, when it is the request's only read: outside any
+        transaction if none is open (`Database.reading_one`), else in it."""
+        async with self._lock:
+            if self._session is not None:
+                return await fetch(self._session)
+            async with self.database.reading_one() as session:
+                return await fetch(session)
+
     async def close(self) -> None:
         """End the transaction: the next read sees what has been committed since."""
         async with self._lock:

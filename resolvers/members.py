@@ -65,24 +65,24 @@ async def find(ctx: Context, ref: Reference | None) -> Member | None:
 
 
 async def find_with_account(
-    ctx: Context, ref: Reference | None
+    ctx: Context, ref: Reference | None, *, only_read: bool = False
 ) -> tuple[Member, Account | None] | None:
     """What `find` answers, with the member's account, read in one statement of the
     request's read transaction without the loaders (the compiled plans of
-    `gateway.plans` read one member this way)."""
+    `gateway.plans` read one member this way). `only_read`: the request reads nothing
+    else, so the statement needs no transaction of its own (`Reader.run_one`)."""
     named = await target(ctx, ref)
     pid = ctx.program_id
+    run = ctx.reader.run_one if only_read else ctx.reader.run
     if named.id is not None:
         member_id = named.id
-        by_id = await ctx.reader.run(
-            lambda session: read_repository.members_by_ids(session, pid, [member_id])
-        )
+        by_id = await run(lambda session: read_repository.members_by_ids(session, pid, [member_id]))
         return by_id.get(member_id)
     customer_id = named.customer_id
     assert customer_id is not None
     if len(customer_id) > MAX_CUSTOMER_ID or rules.text_problem(customer_id):
         return None  # names nobody: not asked (as the loaders do)
-    by_customer = await ctx.reader.run(
+    by_customer = await run(
         lambda session: read_repository.members_by_customer_ids(session, pid, [customer_id])
     )
     return by_customer.get(customer_id)

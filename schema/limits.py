@@ -41,7 +41,6 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     get_named_type,
-    parse,
     specified_rules,
     validate,
 )
@@ -51,7 +50,7 @@ from graphql.validation import (
     NoSchemaIntrospectionCustomRule,
     ValuesOfCorrectTypeRule,
 )
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as create_alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 
@@ -69,6 +68,7 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
 MAX_REPEATS = 20
+CACHE_SIZE = 256  # documents parsed and validated, shared across requests
 PAGE_ARGUMENT = "first"
 # A time series costs what it selects once per bucket it can return.
 SERIES_FIELD = "pointsSeries"
@@ -195,11 +195,23 @@ def validation_rules(
     )
 
 
+def parsed(text: str) -> DocumentNode:
+    """The document of `text` within the token limit, from the parser cache a request's
+    parse goes through (Strawberry's `ParserCache`, one LRU per size, keyed by the text
+    and the parse options a request gets), so that a persisted query's admission, its
+    first run and its compiled plan parse it once. The document is shared: read only."""
+    document: DocumentNode = _PARSE(text, max_tokens=MAX_TOKENS)
+    return document
+
+
+_PARSE = ParserCache(maxsize=CACHE_SIZE).cached_parse_document
+
+
 def passes(schema: GraphQLSchema, text: str, rules: tuple[type[ASTValidationRule], ...]) -> bool:
     """Whether a document gets past the token limit, the measure and `rules`: what a
     request's document passes before it runs (its variables aside)."""
     try:
-        document = parse(text, max_tokens=MAX_TOKENS)
+        document = parsed(text)
         measure(document, MAX_COST, MAX_REPEATS)
     except (GraphQLError, TooLarge, RecursionError):
         return False

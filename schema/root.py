@@ -11,6 +11,7 @@ from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 
 from schema.limits import (
+    CACHE_SIZE,
     MAX_DEPTH,
     MAX_TOKENS,
     BoundedValidation,
@@ -25,8 +26,6 @@ from schema.rewards import RewardsMutation, RewardsQuery
 from schema.scalars import SCALARS
 from schema.subscriptions import SharedEventExecutor, Subscription
 from schema.webhooks import WebhooksMutation, WebhooksQuery
-
-CACHE_SIZE = 256
 
 
 @strawberry.type

@@ -90,3 +90,49 @@ async def test_fields_not_asked_for_are_exact_when_asked_for(gw: Gateway) -> Non
         }
         # The member with its account, the expiring lots, the qualifying value.
         assert len(seen) == 3, seen
+
+
+@contextmanager
+def every_statement(gw: Gateway) -> Iterator[list[str]]:
+    """Every statement the request runs, BEGIN included (the pollers' aside)."""
+    engine = gw.database.engine.sync_engine
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        if not any(b in args[2] for b in BACKGROUND):
+            seen.append(args[2].strip().split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_the_planned_hot_read_is_one_statement_outside_any_transaction(
+    gw: Gateway,
+) -> None:
+    async with ada_with_history(gw):
+        token = await gw.token()
+        ref = {"ref": {"customerId": "ada"}}
+        await gw.graphql(HOT, ref, token)  # the normal path, which teaches the plan
+        assert gw.app.state.graphql.plans.find(HOT, None) is not None
+        with every_statement(gw) as seen:
+            response = await gw.graphql(HOT, ref, token)
+        assert response.data["member"]["points"] == {"available": 230, "pending": 0}
+        assert seen == ["SELECT"]  # no BEGIN: one statement is its own snapshot
+        await buy(gw, "ada", "1002", line("50.00", 1, "shoes", "SHOE"))  # committed since
+        with every_statement(gw) as seen:
+            response = await gw.graphql(HOT, ref, token)
+        assert response.data["member"]["points"] == {"available": 230, "pending": 100}
+        assert seen == ["SELECT"]
+        # Two members in one document: one read transaction, so one moment for both.
+        both = "query($c: String!) { a: member(ref: {customerId: $c}) { points { available } } b: member(ref: {customerId: $c}) { points { available } } }"  # noqa: E501
+        await gw.graphql(both, {"c": "ada"}, token)
+        with every_statement(gw) as seen:
+            response = await gw.graphql(both, {"c": "ada"}, token)
+        assert response.data == {
+            "a": {"points": {"available": 230}},
+            "b": {"points": {"available": 230}},
+        }
+        assert seen == ["BEGIN", "SELECT", "SELECT"]

@@ -14,6 +14,7 @@ bytes equal the normal path's, and its metrics count it the same.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from graphql import DocumentNode
+from graphql.language.parser import Parser
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -405,3 +408,115 @@ async def test_over_http_the_planned_answer_is_the_normal_one_byte_for_byte(
             async with http.post(planned.url + "/graphql", json={"query": READ}) as response:
                 body = await response.json()
             assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+
+
+TEXT = READ + "\n"  # the benchmark's read, as another client spells it
+
+
+async def _sent(
+    gw: Gateway, token: str | None, method: str, body: dict[str, Any], accept: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """One request as a client sends it: POST of JSON, or GET with the parts in the URL."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if accept:
+        headers["Accept"] = accept
+    if method == "GET":
+        params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+        request = gw.http.get(gw.url + "/graphql", params=params, headers=headers)
+    else:
+        request = gw.http.post(gw.url + "/graphql", json=body, headers=headers)
+    async with request as response:
+        kept = {k.lower(): v for k, v in response.headers.items()}
+        assert kept.pop("x-request-id")
+        kept.pop("date", None)
+        return response.status, await response.read(), kept
+
+
+async def test_the_planned_entry_answers_before_the_view_as_the_normal_path_does(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain, persisted by hash (POST and GET), with the GraphQL-over-HTTP media type;
+    refused by the plan's permission and an unknown hash: status, headers and bytes of
+    the normal path, the planned ones without Strawberry's view."""
+    url = sqlite_url(sqlite_template, tmp_path)
+    digest = hashlib.sha256(TEXT.encode()).hexdigest()  # a text of its own: parsed here
+    by_hash = {"version": 1, "sha256Hash": digest}
+    async with running_gateway(url) as planned, running_gateway(url) as unplanned:
+        unplanned.app.state.graphql.plans = None
+        graphql = planned.app.state.graphql
+        viewed: list[object] = []
+        view = graphql.run
+
+        async def counted(request: Any, *args: Any, **kwargs: Any) -> Any:
+            viewed.append(request)
+            return await view(request, *args, **kwargs)
+
+        graphql.run = counted
+        await planned.partner(
+            'mutation { enrollMember(input: {idempotencyKey: "k", customerId: "ada", '
+            'email: "ada@example.com"}) { userErrors { code } } }'
+        )
+        tokens = (await planned.token(), await unplanned.token())
+        registered = {
+            "query": TEXT,
+            "variables": {"c": "ada"},
+            "extensions": {"persistedQuery": by_hash},
+        }
+        parsed: list[str] = []
+        parse = Parser.parse_document
+
+        def counted_parse(parser: Parser) -> DocumentNode:
+            parsed.append(parser._lexer.source.body)
+            return parse(parser)
+
+        monkeypatch.setattr(Parser, "parse_document", counted_parse)
+        for gw, token in zip((planned, unplanned), tokens, strict=True):
+            assert (await _sent(gw, token, "POST", registered))[0] == 200  # kept, and taught
+        assert graphql.plans.find(TEXT, None) is not None
+        # Admitted, run and planned, on two gateways of one process: parsed once.
+        assert parsed.count(TEXT) == 1
+        monkeypatch.undo()
+        hashed = {"variables": {"c": "ada"}, "extensions": {"persistedQuery": by_hash}}
+        cases: list[tuple[str, dict[str, Any], str | None]] = [
+            ("POST", {"query": TEXT, "variables": {"c": "ada"}}, None),
+            ("POST", hashed, None),
+            ("GET", hashed, None),
+            ("GET", {"query": TEXT, "variables": {"c": "ada"}}, None),
+            ("POST", hashed, "application/graphql-response+json"),
+        ]
+        for method, body, accept in cases:
+            viewed.clear()
+            counted_before = await _metric(planned, "Member")
+            answers = [
+                await _sent(gw, token, method, body, accept)
+                for gw, token in zip((planned, unplanned), tokens, strict=True)
+            ]
+            assert answers[0] == answers[1], (method, body, accept)
+            assert answers[0][0] == 200 and b'"points"' in answers[0][1]
+            assert viewed == [], (method, body)  # answered before Strawberry's view
+            assert await _metric(planned, "Member") == counted_before + 1
+        # The plan gives up (no read scope): the normal path's error, once.
+        no_read = (
+            await planned.token({scopes.REWARDS_READ}),
+            await unplanned.token({scopes.REWARDS_READ}),
+        )
+        for method, body in (("POST", {"query": TEXT, "variables": {"c": "ada"}}), ("GET", hashed)):
+            viewed.clear()
+            answers = [
+                await _sent(gw, token, method, body)
+                for gw, token in zip((planned, unplanned), no_read, strict=True)
+            ]
+            assert answers[0] == answers[1]
+            assert b'"FORBIDDEN"' in answers[0][1] and len(viewed) == 1
+        # An unknown hash: PERSISTED_QUERY_NOT_FOUND, never cached, on both methods.
+        unknown = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}
+        for method in ("POST", "GET"):
+            answers = [
+                await _sent(gw, token, method, unknown)
+                for gw, token in zip((planned, unplanned), tokens, strict=True)
+            ]
+            assert answers[0] == answers[1]
+            status, raw, headers = answers[0]
+            assert status == 200  # as Apollo's clients expect
+            assert b"PERSISTED_QUERY_NOT_FOUND" in raw
+            assert headers["cache-control"] == "private, no-cache, must-revalidate"
