@@ -191,7 +191,7 @@ class LoyaltyService:
                 await session.delete(record)
                 await session.flush()
                 return outcome
-        record.response = outcome.to_json()
+        await write_repository.update_row(session, record, response=outcome.to_json())
         await session.flush()
         return outcome
 
