@@ -10,10 +10,7 @@ It runs as soon as a transaction that wrote outbox rows commits in this process,
 every `interval` seconds for what other processes left behind. The rows a commit of this
 process wrote are published at once from what the session holds (no claim to wait for:
 subscribers get them a read sooner), then claimed and marked like any others without
-being published again. Claims follow each other at least `claim_gap` seconds apart, so
-under a stream of commits one claim marks the rows of many: the claim is a write
-transaction of its own, which on SQLite waits for the one writer and syncs to disk like
-the commits it follows. Should another replica claim them first, it publishes them too and
+being published again. Should another replica claim them first, it publishes them too and
 the hubs drop the repeat.
 """
 
@@ -40,7 +37,6 @@ log = logging.getLogger("loyalty.events")
 
 BATCH = 500
 INTERVAL = 1.0  # seconds between runs when nothing woke the relay
-CLAIM_GAP = 0.05  # seconds: the least time from one claim to the next
 RETRY_DELAY = 0.5  # seconds before trying again after the broker or database failed
 _WROTE_OUTBOX = "loyalty_wrote_outbox"
 EARLY_IDS = 10_000  # ids published at commit, remembered until their row is marked
@@ -67,13 +63,11 @@ class OutboxRelay:
         *,
         interval: float = INTERVAL,
         batch: int = BATCH,
-        claim_gap: float = CLAIM_GAP,
     ) -> None:
         self.database = database
         self.bus = bus
         self.clock = clock
         self.interval = interval
-        self.claim_gap = claim_gap
         self.batch = batch
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -105,13 +99,6 @@ class OutboxRelay:
         for row in rows:
             self._early.pop(row.id, None)
         return len(rows)
-
-    async def _woken(self, seconds: float) -> None:
-        """Back when a commit wakes the relay, or after `seconds`."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.wake.wait()
-        self.wake.clear()
 
     async def _publish_committed(self) -> None:
         """What commits of this process wrote, published before any claim."""
@@ -174,20 +161,16 @@ class OutboxRelay:
             self.wake.set()
 
     async def _run_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        claimed = -self.claim_gap  # when the last claim began (the loop's clock)
         while True:
-            await self._woken(self.interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self.wake.wait()
+            self.wake.clear()
             if not self.bus.ready:
                 self._committed.clear()  # still in the outbox: claimed once the bus is back
                 continue  # after an outage: wait until this process listens again
             try:
                 await self._publish_committed()
-                # Until the next claim is due, what commits meanwhile is published at once.
-                while (due := claimed + self.claim_gap - loop.time()) > 0:
-                    await self._woken(due)
-                    await self._publish_committed()
-                claimed = loop.time()
                 await self.publish_pending()
             except BrokerUnavailable as exc:
                 log.warning("events wait in the outbox: %s", exc)
