@@ -157,13 +157,17 @@ async def credit(
         lot_id=lot.id,
         dedupe_key=dedupe_key,
     )
-    lot.entry_id = entry.id
+    # Two Core UPDATEs, no unit-of-work flush (the hot path of every purchase).
     if is_pending:
-        account.pending += points
-    else:
-        lot.remaining = _receive(account, points)
-        if counts_as_earned:
-            account.lifetime_earned += points
+        await write_repository.update_row(scope.session, lot, entry_id=entry.id)
+        await write_repository.update_row(
+            scope.session, account, pending=account.pending + points, updated_at=scope.now
+        )
+        return entry, lot
+    remaining = _receive(account, points)
+    await write_repository.update_row(scope.session, lot, entry_id=entry.id, remaining=remaining)
+    if counts_as_earned:
+        account.lifetime_earned += points
     account.updated_at = scope.now
     return entry, lot
 

@@ -4,15 +4,23 @@
 is stored in the same transaction as its effects and replayed to every repeat; a repeat
 with a different input is refused. A business error rolls back everything the command
 wrote (a savepoint) and is stored like any outcome.
+
+`execute_alone` runs one command in a transaction of its own (a request's) without the
+savepoint, which a successful command never needs: a refusal before the command wrote
+anything has nothing to roll back, and the rare refusal after it wrote rolls back the
+whole transaction and runs the command again in a new one, with the savepoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from ledger import (
     figures,
@@ -78,6 +86,30 @@ HANDLERS: dict[type[Any], Handler] = {
 KEY_OPTIONAL = (RetryWebhookDelivery,)
 
 
+# The session.info key under which a command run without its savepoint notes whether it
+# wrote: False while it has not, True once a statement other than a SELECT ran or the
+# session flushed changes. Absent when nothing watches.
+_WROTE = "loyalty_command_wrote"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _statement_run(state: ORMExecuteState) -> None:
+    info = state.session.info
+    if info.get(_WROTE) is False and not state.is_select:
+        info[_WROTE] = True
+
+
+@event.listens_for(Session, "before_flush")
+def _flushing(session: Session, context: UOWTransaction, instances: object) -> None:
+    if session.info.get(_WROTE) is False:
+        session.info[_WROTE] = True
+
+
+class RefusedAfterWriting(Exception):
+    """A command run without its savepoint was refused after it wrote: its transaction
+    must roll back, and the command run again in a new one with the savepoint."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -104,10 +136,35 @@ class LoyaltyService:
     def scope(self, session: AsyncSession, program_id: str) -> LedgerScope:
         return LedgerScope(session, self.program(program_id), self.clock())
 
-    async def execute(
-        self, session: AsyncSession, program_id: str, client_id: str, command: AnyCommand
+    async def execute_alone(
+        self,
+        transaction: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        program_id: str,
+        client_id: str,
+        command: AnyCommand,
     ) -> Outcome:
-        """Run one command exactly once per idempotency key. Flushes, never commits."""
+        """`execute` in a transaction of its own, which `transaction()` opens and commits,
+        with no savepoint unless the command is refused after it wrote (see the module)."""
+        try:
+            async with transaction() as session:
+                return await self.execute(session, program_id, client_id, command, savepoint=False)
+        except RefusedAfterWriting:
+            async with transaction() as session:
+                return await self.execute(session, program_id, client_id, command)
+
+    async def execute(
+        self,
+        session: AsyncSession,
+        program_id: str,
+        client_id: str,
+        command: AnyCommand,
+        *,
+        savepoint: bool = True,
+    ) -> Outcome:
+        """Run one command exactly once per idempotency key. Flushes, never commits.
+
+        Without `savepoint` (the command alone in its transaction), a refusal after the
+        command wrote raises `RefusedAfterWriting`: the caller rolls back and runs it again."""
         scope = self.scope(session, program_id)
         unstorable = unstorable_text(command)
         if unstorable:
@@ -123,17 +180,35 @@ class LoyaltyService:
         if isinstance(record, Outcome):
             return record
         try:
-            async with session.begin_nested():
-                outcome = await HANDLERS[type(command)](scope, command)
+            if savepoint:
+                async with session.begin_nested():
+                    outcome = await HANDLERS[type(command)](scope, command)
+            else:
+                outcome = await self._run_watched(scope, command)
         except LedgerError as error:
             outcome = _refused(error)
             if not error.kept:
                 await session.delete(record)
                 await session.flush()
                 return outcome
-        record.response = outcome.to_json()
+        await write_repository.update_row(session, record, response=outcome.to_json())
         await session.flush()
         return outcome
+
+    async def _run_watched(self, scope: LedgerScope, command: AnyCommand) -> Outcome:
+        """The handler without a savepoint: a refusal passes through when the command
+        wrote nothing (no statement but SELECTs, no change pending in the session);
+        after a write it is `RefusedAfterWriting`."""
+        session = scope.session
+        session.info[_WROTE] = False
+        try:
+            return await HANDLERS[type(command)](scope, command)
+        except LedgerError as error:
+            if session.info[_WROTE] or session.new or session.dirty or session.deleted:
+                raise RefusedAfterWriting from error
+            raise
+        finally:
+            del session.info[_WROTE]
 
     async def _run_unkeyed(self, scope: LedgerScope, command: AnyCommand) -> Outcome:
         try:

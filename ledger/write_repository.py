@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Insert,
     Table,
+    Update,
     bindparam,
     delete,
     func,
@@ -253,6 +254,36 @@ async def insert_row(session: AsyncSession, row: Row) -> Row:
     stored = await _insert(session, row, unless_exists=False)
     assert stored is not None
     return stored
+
+
+@functools.cache
+def _primary_key(model: type[Base]) -> tuple[tuple[str, ColumnElement[Any]], ...]:
+    """The model's (attribute, column) pairs of its primary key."""
+    mapper = inspect(model)
+    return tuple((mapper.get_property_by_column(c).key, c) for c in mapper.primary_key)
+
+
+@functools.cache
+def _update_statement(model: type[Base], keys: tuple[str, ...]) -> Update:
+    """One Core UPDATE of the attributes `keys` by primary key per model, built once."""
+    table = cast(Table, model.__table__)
+    columns = dict(_columns(model))
+    where = [column == bindparam(f"k_{key}") for key, column in _primary_key(model)]
+    values: dict[ColumnElement[Any], Any] = {columns[key]: bindparam(f"v_{key}") for key in keys}
+    return update(table).where(*where).values(values)
+
+
+async def update_row(session: AsyncSession, row: Base, **values: Any) -> None:
+    """Set `values` on the persistent object `row` with one Core UPDATE by its primary
+    key, no unit-of-work flush; the object holds them as loaded, with nothing pending."""
+    model = type(row)
+    keys = tuple(sorted(values))
+    params = {f"v_{key}": values[key] for key in keys}
+    for key, _ in _primary_key(model):
+        params[f"k_{key}"] = row.__dict__[key]
+    await session.execute(_update_statement(model, keys), params)
+    for key in keys:
+        set_committed_value(row, key, values[key])
 
 
 async def insert_unless_exists(session: AsyncSession, row: Row) -> Row | None:

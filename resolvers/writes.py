@@ -19,8 +19,9 @@ from resolvers.errors import BAD_USER_INPUT, ApiError
 
 async def execute(ctx: Context, command: AnyCommand) -> Outcome:
     await ctx.forget_loaded()  # give back the read connection before taking a write one
-    async with ctx.database.transaction() as session:
-        outcome = await ctx.service.execute(session, ctx.program_id, ctx.client_key, command)
+    outcome = await ctx.service.execute_alone(
+        ctx.database.transaction, ctx.program_id, ctx.client_key, command
+    )
     await ctx.forget_loaded()
     return outcome
 

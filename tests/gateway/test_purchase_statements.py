@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from ledger import rules
 from tests.support.gateway import Gateway
 from tests.support.operations import buy, enroll, line
 
@@ -52,8 +53,9 @@ def write_transaction(seen: list[tuple[int, str]]) -> tuple[list[str], int]:
 
 
 KEY_INSERT = "INSERT INTO idempotency_keys"
-# Per database: the advisory lock of the order id is PostgreSQL's alone.
-WRITE_STATEMENTS = {"sqlite": 14, "postgresql": 15}
+# Per database: the advisory lock of the order id is PostgreSQL's alone. No SAVEPOINT:
+# a purchase that succeeds has nothing to roll back.
+WRITE_STATEMENTS = {"sqlite": 12, "postgresql": 13}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
@@ -71,6 +73,7 @@ async def test_a_purchase_costs_few_statements(gw: Gateway) -> None:
     written, _ = write_transaction(seen)
     dialect = gw.database.engine.dialect.name
     assert len(written) == WRITE_STATEMENTS[dialect], "\n".join(written)
+    assert not [text for text in written if "SAVEPOINT" in text]
 
 
 BENCH_PURCHASE = """mutation Buy($input: PurchaseInput!) {
@@ -99,3 +102,66 @@ async def test_the_answer_to_a_purchase_reads_nothing_back(gw: Gateway) -> None:
     # A replay of the key answers the same, the entry read back by its id.
     again = await gw.partner(BENCH_PURCHASE, {"input": purchase})
     assert again == data
+
+
+def purchase_input(
+    key: str, customer: str, order: str, price: str, category: str | None = None
+) -> dict[str, Any]:
+    return {
+        "idempotencyKey": key,
+        "member": {"customerId": customer},
+        "orderId": order,
+        "currency": "USD",
+        "lines": [line(price, 1, category)],
+    }
+
+
+REFUSABLE = """mutation Buy($input: PurchaseInput!) {
+  recordPurchase(input: $input) { transaction { points } userErrors { code } } }"""
+MEMBER = "query M($c: String!) { member(ref: {customerId: $c}) { points { available pending } } }"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_refusal_after_writing_leaves_nothing_of_the_command(gw: Gateway) -> None:
+    """A new customer is enrolled on the fly, then the order is refused for its points
+    (shoes earn double: over one entry's bound, though the amount is within its own).
+    Run without a savepoint, the command had written the member when it was refused,
+    so its transaction rolls back and it runs again with the savepoint. Nothing of it
+    stays: no member, no key (the input was invalid)."""
+    await gw.token()
+    shoes = str(rules.MAX_POINTS // 2 + 1)
+    refused = {"transaction": None, "userErrors": [{"code": "INVALID_AMOUNT"}]}
+    with statements(gw) as seen:
+        data = await gw.partner(
+            REFUSABLE, {"input": purchase_input("k1", "new", "1", shoes, "shoes")}
+        )
+    assert data["recordPurchase"] == refused
+    keys = [text for _, text in seen if text.startswith(KEY_INSERT)]
+    assert len(keys) == 2  # the first run, rolled back, and the run with the savepoint
+    assert [text for _, text in seen if text.startswith("SAVEPOINT")] != []
+    assert (await gw.partner(MEMBER, {"c": "new"}))["member"] is None
+    # The key was not kept: corrected, the same key enrols the customer and earns once.
+    data = await gw.partner(REFUSABLE, {"input": purchase_input("k1", "new", "1", "10.00")})
+    assert data["recordPurchase"] == {"transaction": {"points": 10}, "userErrors": []}
+    member = (await gw.partner(MEMBER, {"c": "new"}))["member"]
+    assert member["points"] == {"available": 100, "pending": 10}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_refusal_before_writing_is_kept_in_one_transaction(gw: Gateway) -> None:
+    """An order id that earned already is refused before the command writes anything:
+    one transaction, no savepoint, the refusal kept under its key and replayed."""
+    await enroll(gw, "ada")
+    await buy(gw, "ada", "1", line("10.00"))
+    await gw.token()
+    again = purchase_input("k2", "ada", "1", "20.00")
+    with statements(gw) as seen:
+        data = await gw.partner(REFUSABLE, {"input": again})
+    refused = {"transaction": None, "userErrors": [{"code": "DUPLICATE_ORDER"}]}
+    assert data["recordPurchase"] == refused
+    written, _ = write_transaction(seen)
+    assert [text for _, text in seen if text.startswith(KEY_INSERT)] == [written[0]]
+    assert not [text for text in written if "SAVEPOINT" in text]
+    assert (await gw.partner(REFUSABLE, {"input": again}))["recordPurchase"] == refused
+    member = (await gw.partner(MEMBER, {"c": "ada"}))["member"]
+    assert member["points"] == {"available": 100, "pending": 10}

@@ -161,11 +161,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def execute(self, command: Command, *, remember: bool = True) -> Outcome:
         COUNTS["steps"] += 1
 
-        async def go() -> Outcome:
-            async with self.database.transaction() as session:
-                return await self.service.execute(session, PROGRAM.id, "machine", command)
-
-        outcome = self.await_(go())
+        # As a request runs it: alone in its transaction, no savepoint unless refused
+        # after writing.
+        transaction = self.database.transaction
+        outcome = self.await_(
+            self.service.execute_alone(transaction, PROGRAM.id, "machine", command)
+        )
         first_run = self.first_runs.setdefault(command.idempotency_key, self.clock.now)
         if remember:
             self.history.append((command, outcome, first_run))

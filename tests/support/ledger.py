@@ -222,8 +222,7 @@ async def run(
     client: str = "till-1",
 ) -> Outcome:
     """One command in its own transaction, as one request runs it."""
-    async with database.transaction() as session:
-        return await service.execute(session, program, client, command)
+    return await service.execute_alone(database.transaction, program, client, command)
 
 
 async def enroll(database: Database, service: LoyaltyService, customer: str, **kw: Any) -> int:
