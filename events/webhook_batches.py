@@ -1,5 +1,6 @@
 """The dispatcher's database side: a batch of due deliveries claimed under a lease, and
-a batch of attempts recorded, each in one transaction.
+a batch of attempts recorded, in one transaction (a claim records the attempts made
+since the last record in its own transaction; the recorder writes what no claim took).
 
 A claim leases up to a batch of an endpoint's due deliveries (`FOR UPDATE SKIP LOCKED`
 on PostgreSQL) and builds the body each is sent with; the attempts are sent with no
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from events.webhook_transport import Attempt
 from ledger import deliveries_repository, rules, webhooks
@@ -74,12 +78,21 @@ async def claim(
     now: datetime,
     limit: int,
     lease_for: timedelta,
+    *,
+    results: Sequence[tuple[Claimed, Attempt]] = (),
+    report: DispatchReport | None = None,
+    observer: DeliveryObserver | None = None,
 ) -> list[Claimed]:
     """Up to `limit` of the endpoint's deliveries due at `now`, leased to this process
-    for `lease_for`, oldest first, each with its body."""
+    for `lease_for`, oldest first, each with its body. `results`, attempts made so far
+    (to any endpoint), are recorded in the same transaction, as `record` does: one
+    commit for both, where a claim and a record apart would cost two."""
     lease = secrets.token_hex(16)
     claimed_at = time.monotonic()
+    written = None
     async with database.transaction() as session:
+        if results:
+            written = await _write(session, results, now)
         rows = await deliveries_repository.claim_due(
             session,
             program_id,
@@ -90,13 +103,17 @@ async def claim(
             lease_until=now + lease_for,
             skip_locked=not database.is_sqlite,
         )
-        if not rows:
-            return []
-        sequences = await deliveries_repository.member_sequences(
-            session,
-            [(row.member_id, row.event_id) for row in rows if row.sequence is None],
-            SEQUENCED_TYPES,
+        sequences = (
+            await deliveries_repository.member_sequences(
+                session,
+                [(row.member_id, row.event_id) for row in rows if row.sequence is None],
+                SEQUENCED_TYPES,
+            )
+            if rows
+            else {}
         )
+    if written is not None:
+        written.count(report, observer)
     claimed = []
     for row in rows:
         sequence = row.sequence or sequences.get(row.event_id) or 0
@@ -133,7 +150,7 @@ def outcome_of(
 
 async def record(
     database: Database,
-    results: list[tuple[Claimed, Attempt]],
+    results: Sequence[tuple[Claimed, Attempt]],
     now: datetime,
     *,
     report: DispatchReport | None,
@@ -141,6 +158,38 @@ async def record(
 ) -> None:
     """Record the attempts in one transaction, disable the endpoints that answered 410,
     and count the outcomes of the attempts recorded."""
+    async with database.transaction() as session:
+        written = await _write(session, results, now)
+    written.count(report, observer)
+
+
+@dataclass
+class _Written:
+    """Attempts recorded in a transaction, counted once it commits."""
+
+    recorded: list[deliveries_repository.AttemptRecord]
+    gone: set[tuple[str, str]]  # (program id, url) of the endpoints a 410 disabled
+    claimed: dict[int, Claimed]  # by delivery id
+    latency: dict[int, int | None]  # milliseconds, by delivery id
+
+    def count(self, report: DispatchReport | None, observer: DeliveryObserver | None) -> None:
+        for done in self.recorded:
+            label = "RETRYING" if done.outcome == DeliveryOutcome.PENDING else str(done.outcome)
+            if report is not None:
+                report.count(self.claimed[done.delivery_id].program_id, label)
+            if observer is not None:
+                milliseconds = self.latency[done.delivery_id]
+                observer.attempted(label, None if milliseconds is None else milliseconds / 1000)
+        if observer is not None:
+            for _ in self.gone:
+                observer.endpoint_disabled()
+
+
+async def _write(
+    session: AsyncSession, results: Sequence[tuple[Claimed, Attempt]], now: datetime
+) -> _Written:
+    """The attempts' records, in the session's transaction (one statement), and the
+    endpoints that answered 410 disabled."""
     records = []
     at = now.isoformat()
     for claimed, attempt in results:
@@ -164,25 +213,15 @@ async def record(
             )
         )
     latency = {claimed.delivery_id: attempt.latency_ms for claimed, attempt in results}
-    program_of = {claimed.delivery_id: claimed for claimed, _ in results}
-    async with database.transaction() as session:
-        recorded = await deliveries_repository.record_attempts(
-            session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
-        )
-        gone = {
-            (program_of[r.delivery_id].program_id, program_of[r.delivery_id].endpoint.url)
-            for r in recorded
-            if r.outcome == DeliveryOutcome.DISABLED
-        }
-        for program_id, url in sorted(gone):
-            await deliveries_repository.disable_endpoint(session, program_id, url, now, "410 Gone")
-    for done in recorded:
-        label = "RETRYING" if done.outcome == DeliveryOutcome.PENDING else str(done.outcome)
-        if report is not None:
-            report.count(program_of[done.delivery_id].program_id, label)
-        if observer is not None:
-            milliseconds = latency[done.delivery_id]
-            observer.attempted(label, None if milliseconds is None else milliseconds / 1000)
-    if observer is not None:
-        for _ in gone:
-            observer.endpoint_disabled()
+    claimed_by_id = {claimed.delivery_id: claimed for claimed, _ in results}
+    recorded = await deliveries_repository.record_attempts(
+        session, records, log_limit=webhooks.ATTEMPT_LOG_LIMIT, at=now
+    )
+    gone = {
+        (claimed_by_id[r.delivery_id].program_id, claimed_by_id[r.delivery_id].endpoint.url)
+        for r in recorded
+        if r.outcome == DeliveryOutcome.DISABLED
+    }
+    for program_id, url in sorted(gone):
+        await deliveries_repository.disable_endpoint(session, program_id, url, now, "410 Gone")
+    return _Written(recorded, gone, claimed_by_id, latency)
