@@ -311,20 +311,27 @@ class WebhookDispatcher:
 
     async def _claim(self, endpoint: _Endpoint, now: datetime, limit: int) -> list[Claimed]:
         """The claim records every attempt made so far in its own transaction (the
-        recorder gets what is left). Should it fail, those attempts are not recorded and
-        their leases run out: tried again, at least once."""
+        recorder gets what is left). Should it fail, those attempts go back to the
+        recorder: an attempt is recorded only while its lease is still ours, so one the
+        failed claim had recorded after all is not recorded or counted twice."""
         results, self._results = self._results, []
-        return await webhook_batches.claim(
-            self.database,
-            endpoint.program_id,
-            endpoint.hook,
-            now,
-            limit,
-            self.lease_for,
-            results=results,
-            report=self._report,
-            observer=self.observer,
-        )
+        try:
+            return await webhook_batches.claim(
+                self.database,
+                endpoint.program_id,
+                endpoint.hook,
+                now,
+                limit,
+                self.lease_for,
+                results=results,
+                report=self._report,
+                observer=self.observer,
+            )
+        except BaseException as failed:
+            self._results[:0] = results
+            if not isinstance(failed, asyncio.CancelledError):  # stopping: the leases run out
+                self._start_recorder()
+            raise
 
     async def _work(self, endpoint: _Endpoint) -> None:
         """Attempt the endpoint's queued deliveries one after the other. A delivery that
@@ -345,13 +352,16 @@ class WebhookDispatcher:
                 average = endpoint.latency
                 endpoint.latency = took if average is None else 0.8 * average + 0.2 * took
                 self._results.append((claimed, attempt))
-                if not self._recording:
-                    self._recording = True
-                    self._spawn(self._record_results(), "webhook-recorder")
+                self._start_recorder()
         finally:
             endpoint.workers -= 1
             self._scan = True
             self.wake.set()
+
+    def _start_recorder(self) -> None:
+        if self._results and not self._recording:
+            self._recording = True
+            self._spawn(self._record_results(), "webhook-recorder")
 
     def _runs_low(self, endpoint: _Endpoint) -> bool:
         """Whether to ask for the endpoint's next batch now, while these go out."""
@@ -372,7 +382,8 @@ class WebhookDispatcher:
                 await self._no_claims.wait()
                 results, self._results = self._results, []
                 try:
-                    await self._record(results, self._now or self.clock())
+                    if results:  # else a claim recorded them all meanwhile
+                        await self._record(results, self._now or self.clock())
                 except (SQLAlchemyError, OSError) as exc:
                     # The leases run out and the deliveries are tried again: at least once.
                     log.warning("webhook attempts not recorded: %s", exc)

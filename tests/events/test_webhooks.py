@@ -157,6 +157,26 @@ async def test_sequences_go_on_across_batches_of_interleaved_members(
         assert [p["type"] for p in events] == ["member.enrolled"] + ["points.adjusted"] * 5
 
 
+async def test_attempts_recorded_by_the_next_claim_are_recorded_and_counted_once(
+    database: Database, clock: Clock
+) -> None:
+    # Batches of 3: most attempts are recorded by the claim of a later batch, the rest by
+    # the recorder; each delivery shows one attempt, and the report counts each once.
+    async with receiving(Receiver()) as hook:
+        service = no_bonus(clock, {"url": hook.url, "secret": SECRET})
+        member = await enroll(database, service, "ada")
+        for n in range(20):
+            await run(database, service, AdjustPoints(f"a{n}", MemberRef(id=member), 1, "x"))
+        report = await dispatcher(database, service, clock, batch=3).run_due(clock.now)
+    assert len(hook.received) == 21
+    assert len({r.message_id for r in hook.received}) == 21
+    rows = await deliveries(database)
+    assert [(row.outcome, row.attempts, len(row.attempt_log)) for row in rows] == [
+        (DeliveryOutcome.DELIVERED, 1, 1)
+    ] * 21
+    assert report.outcomes == {"test": {"DELIVERED": 21}}
+
+
 async def test_a_dead_letter_after_the_whole_schedule(database: Database, clock: Clock) -> None:
     async with receiving(Receiver(then=503)) as hook:
         service = no_bonus(clock, {"url": hook.url, "secret": SECRET})
