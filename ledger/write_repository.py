@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
     Insert,
     Table,
     Update,
@@ -277,11 +278,16 @@ async def update_row(session: AsyncSession, row: Base, **values: Any) -> None:
     """Set `values` on the persistent object `row` with one Core UPDATE by its primary
     key, no unit-of-work flush; the object holds them as loaded, with nothing pending."""
     model = type(row)
+    identity = inspect(row).identity
+    if identity is None:  # not stored yet: the UPDATE would match nothing
+        raise ValueError(f"{model.__name__} is not in the database yet")
     keys = tuple(sorted(values))
     params = {f"v_{key}": values[key] for key in keys}
-    for key, _ in _primary_key(model):
-        params[f"k_{key}"] = row.__dict__[key]
-    await session.execute(_update_statement(model, keys), params)
+    for (key, _), value in zip(_primary_key(model), identity, strict=True):
+        params[f"k_{key}"] = value
+    result = await session.execute(_update_statement(model, keys), params)
+    if cast(CursorResult[Any], result).rowcount != 1:
+        raise RuntimeError(f"{model.__name__} {identity} was not updated")
     for key in keys:
         set_committed_value(row, key, values[key])
 
