@@ -223,6 +223,7 @@ def _r6(big_db: tuple[str, float], sizes: Sizes, name: str, small: Server, read:
     try:
         token = harness.partner_token(gateway, url)
         _probe(gateway, "/graphql", READ_BODY, token)
+        _probe(small, "/graphql", READ_BODY, read.token)  # when R1 did not run before
         load = Load("/graphql", [READ_BODY], sizes.big_members, token)
         small_rates, big_rates = [], []
         for _ in range(R6_ROUNDS):
