@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from cross_web import HTTPException
+from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -99,6 +99,15 @@ def _caller(principal: Principal, request: HTTPConnection) -> str:
     return f"address:{request.client.host if request.client else '-'}"
 
 
+class RequestAdapter(StarletteRequestAdapter):
+    """Strawberry's view of the request, with the request's state (what the planned
+    entry found in the body) in reach of `parse_http_body`."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.state = request.state
+
+
 class Planned(Protocol):
     """A compiled plan of one operation: the result the executor would give, or None
     when it gives up (the normal path then answers)."""
@@ -124,6 +133,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
     graphql_transport_ws_handler_class = LiveTransportHandler
+    request_adapter_class = RequestAdapter
 
     def __init__(
         self,
@@ -337,6 +347,14 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             await self._persisted_refusal(refused, state["request_id"])(scope, replay(b""), send)
             return True
         operation_name = data.get("operationName")
+        # What the normal path would parse again, were no plan to answer: it takes this.
+        state["request_data"] = GraphQLRequestData(
+            query=query,
+            variables=data.get("variables"),
+            operation_name=operation_name,
+            extensions=data.get("extensions"),
+            protocol="http",
+        )
         plan = self._plan_for(query, operation_name, scope["method"])
         if plan is None:
             return False
@@ -388,7 +406,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request, its query text looked up by hash when it is a persisted query
-        (`gateway.persisted`)."""
+        (`gateway.persisted`); as `_answer_planned` found it already when it read the
+        request and no plan answered (its body is not decoded, nor its hash looked up, a
+        second time)."""
+        found: GraphQLRequestData | None = getattr(request.state, "request_data", None)
+        if found is not None:
+            return found
         parsed = await super().parse_http_body(request)
         for data in parsed if isinstance(parsed, list) else [parsed]:
             data.query = await self.persisted.resolve(data.query, data.extensions)
