@@ -12,9 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import HTTPConnection, Request
@@ -108,27 +108,6 @@ class RequestAdapter(StarletteRequestAdapter):
         self.state = request.state
 
 
-class Planned(Protocol):
-    """A compiled plan of one operation: the result the executor would give, or None
-    when it gives up (the normal path then answers)."""
-
-    @property
-    def name(self) -> str | None: ...
-
-    @property
-    def operation_type(self) -> str: ...  # "query" or "mutation", as the metrics count
-
-    async def run(
-        self, context: Context, variables: Mapping[str, Any] | None
-    ) -> ExecutionResult | None: ...
-
-
-class PlanSource(Protocol):
-    """Where the plans of documents are found, by text and operation name."""
-
-    def find(self, query: object, operation_name: object) -> Planned | None: ...
-
-
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
@@ -178,9 +157,6 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.suggestions = introspection
         self.persisted = persisted or PersistedQueries()
         self.plans: Plans | None = Plans(schema._schema) if plans else None
-        # More compiled plans (a mutation's, in a module of its own), consulted after the
-        # member reads': each answered by `_answer_planned` like those.
-        self.write_plans: list[PlanSource] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -284,21 +260,6 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
         return send_with_id
 
-    def _plan_for(self, query: object, operation_name: object, method: str) -> Planned | None:
-        """The compiled plan of this document and operation, if one has been made: the
-        member reads' (`gateway.plans`), then those of `write_plans` (a mutation's plan
-        answers POST only, as a mutation never runs over GET)."""
-        if self.plans is not None:
-            plan = self.plans.find(query, operation_name)
-            if plan is not None:
-                return plan
-        if method == "POST":
-            for source in self.write_plans:
-                found = source.find(query, operation_name)
-                if found is not None:
-                    return found
-        return None
-
     def _planned_request(self, request: Request, body: bytes) -> dict[str, Any] | None:
         """The GraphQL request of a POST of JSON or a GET, when it is one the plans may
         answer (one operation, no streaming, not the IDE's page); None sends it the
@@ -332,10 +293,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def _answer_planned(self, request: Request, body: bytes, send: Send) -> bool:
         """Answer the request by a compiled plan, before Strawberry's view: the same
-        status, headers, body, metrics and log line as the normal path, which Strawberry
-        would reach the same way (`execute_single`). False when no plan answers it (no
-        plan for the document, or its plan gave up): the normal path then runs."""
-        if self.plans is None and not self.write_plans:
+        status, headers, body, metrics and log line as the normal path. False when no plan
+        answers it (no plan for the document, or its plan gave up): the normal path then
+        runs, the executor answering."""
+        plans = self.plans
+        if plans is None:
             return False
         data = self._planned_request(request, body)
         if data is None:
@@ -355,19 +317,18 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             extensions=data.get("extensions"),
             protocol="http",
         )
-        plan = self._plan_for(query, operation_name, scope["method"])
+        plan = plans.find(query, operation_name)
         if plan is None:
             return False
         context = self._context(state["principal"], state["request_id"])
         state["context"] = context
         started = time.perf_counter()
         result = await plan.run(context, data.get("variables"))
-        if result is None:  # it gave up: the normal path answers, without it
-            state["plan_gave_up"] = True
+        if result is None:  # it gave up: the normal path answers
             state.pop("context", None)
             await context.close()
             return False
-        self.metrics.operation(plan.name, plan.operation_type, time.perf_counter() - started)
+        self.metrics.operation(plan.name, "query", time.perf_counter() - started)
         answer = await self.process_result(request, result)
         response = Response(encode_json(answer), status_code=200, media_type="application/json")
         await response(scope, replay(b""), send)
@@ -426,20 +387,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """A document with a compiled plan (`gateway.plans`) is answered by it, counted as
-        the executor's answers are; any other, or one its plan gives up on, the normal way
-        (whose first answer without an error teaches the plans the document)."""
+        """The executor's answer, whose first without an error teaches the plans the
+        document (`gateway.plans`). A planned document reaches it only when its plan gave
+        up, or by a request the planned entry does not read (another content type, a
+        streamed answer asked for by `Accept`; a batch is refused): the executor answers
+        those, as exactly, without the plan."""
         plans = self.plans
         query, name = request_data.query, request_data.operation_name
-        if plans is not None and not getattr(request.state, "plan_gave_up", False):
-            plan = plans.find(query, name)
-            if plan is not None:
-                started = time.perf_counter()
-                planned = await plan.run(context, request_data.variables)
-                if planned is not None:
-                    elapsed = time.perf_counter() - started
-                    self.metrics.operation(plan.name, plan.operation_type, elapsed)
-                    return planned
         result = await super().execute_single(
             request=request,
             request_adapter=request_adapter,
