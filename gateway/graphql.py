@@ -3,14 +3,14 @@ subscriptions over WebSocket (`graphql-transport-ws`, see `gateway.websocket`).
 
 Before the schema sees a request: a request id, a cap on the body, the bearer token
 (a partner token of ours or a member token of a program's identity provider), and the
-caller's rate limit. Each operation has a time limit.
+caller's rate limit. Each operation has a time limit. A document with a compiled plan
+is answered by the planned entry (`gateway.planned_entry`) before Strawberry's view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -47,6 +47,7 @@ from gateway.http_body import (
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries, PersistedQueryError
+from gateway.planned_entry import answer_planned
 from gateway.plans import Plans
 from gateway.ratelimit import RateLimiter
 from gateway.websocket import (
@@ -196,7 +197,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         sender = self._sender(send, request_id, state, started)
         try:
             async with asyncio.timeout(self.timeout):
-                if not await self._answer_planned(request, body, sender):
+                if not await answer_planned(self, request, body, sender):
                     await self._answer(scope, replay(body), sender, request_id)
         except TimeoutError:
             if not started:
@@ -260,81 +261,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
         return send_with_id
 
-    def _planned_request(self, request: Request, body: bytes) -> dict[str, Any] | None:
-        """The GraphQL request of a POST of JSON or a GET, when it is one the plans may
-        answer (one operation, no streaming, not the IDE's page); None sends it the
-        normal way, which answers anything else, refusals included."""
-        method = request.scope["method"]
-        if method == "POST":
-            media = request.headers.get("content-type", "").partition(";")[0].strip()
-            if media.lower() != "application/json":
-                return None
-        elif method != "GET":
-            return None
-        if "accept" in request.headers and self._get_stream_transport_from_headers(request.headers):
-            return None
-        try:
-            if method == "POST":
-                data = decode_json(body)
-            else:
-                if self.should_render_graphql_ide(self.request_adapter_class(request)):
-                    return None
-                data = self.parse_query_params(request.query_params)
-        except HTTPException:
-            return None
-        if not isinstance(data, dict):
-            return None  # a batch
-        if not isinstance(data.get("query"), str | None):
-            return None
-        for part in ("variables", "extensions"):
-            if not isinstance(data.get(part), dict | None):
-                return None
-        return data
-
-    async def _answer_planned(self, request: Request, body: bytes, send: Send) -> bool:
-        """Answer the request by a compiled plan, before Strawberry's view: the same
-        status, headers, body, metrics and log line as the normal path. False when no plan
-        answers it (no plan for the document, or its plan gave up): the normal path then
-        runs, the executor answering."""
-        plans = self.plans
-        if plans is None:
-            return False
-        data = self._planned_request(request, body)
-        if data is None:
-            return False
-        scope, state = request.scope, request.scope["state"]
-        try:
-            query = await self.persisted.resolve(data.get("query"), data.get("extensions"))
-        except PersistedQueryError as refused:
-            await self._persisted_refusal(refused, state["request_id"])(scope, replay(b""), send)
-            return True
-        operation_name = data.get("operationName")
-        # What the normal path would parse again, were no plan to answer: it takes this.
-        state["request_data"] = GraphQLRequestData(
-            query=query,
-            variables=data.get("variables"),
-            operation_name=operation_name,
-            extensions=data.get("extensions"),
-            protocol="http",
-        )
-        plan = plans.find(query, operation_name)
-        if plan is None:
-            return False
-        context = self._context(state["principal"], state["request_id"])
-        state["context"] = context
-        started = time.perf_counter()
-        result = await plan.run(context, data.get("variables"))
-        if result is None:  # it gave up: the normal path answers
-            state.pop("context", None)
-            await context.close()
-            return False
-        self.metrics.operation(plan.name, "query", time.perf_counter() - started)
-        answer = await self.process_result(request, result)
-        response = Response(encode_json(answer), status_code=200, media_type="application/json")
-        await response(scope, replay(b""), send)
-        return True
-
-    def _persisted_refusal(self, refused: PersistedQueryError, request_id: str) -> Response:
+    def persisted_refusal(self, refused: PersistedQueryError, request_id: str) -> Response:
         self.metrics.errors.labels(refused.code).inc()
         # An unknown hash must not be cached by a CDN: the text may be there next time.
         headers = {"Cache-Control": "private, no-cache, must-revalidate"}
@@ -348,7 +275,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             self.metrics.errors.labels(code).inc()
             response = Refusal(refused.status_code, code, refused.reason).response(request_id)
         except PersistedQueryError as refused:
-            response = self._persisted_refusal(refused, request_id)
+            response = self.persisted_refusal(refused, request_id)
         await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Any) -> Response:
@@ -367,9 +294,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request, its query text looked up by hash when it is a persisted query
-        (`gateway.persisted`); as `_answer_planned` found it already when it read the
-        request and no plan answered (its body is not decoded, nor its hash looked up, a
-        second time)."""
+        (`gateway.persisted`); as the planned entry (`gateway.planned_entry`) found it,
+        when it read the request and no plan answered (the body is not decoded, nor its
+        hash looked up, a second time)."""
         found: GraphQLRequestData | None = getattr(request.state, "request_data", None)
         if found is not None:
             return found
@@ -482,11 +409,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 hub=self.hub,
                 websocket=response,
             )
-        context = self._context(request.state.principal, request.state.request_id)
+        context = self.new_context(request.state.principal, request.state.request_id)
         request.state.context = context
         return context
 
-    def _context(self, principal: Principal, request_id: str) -> Context:
+    def new_context(self, principal: Principal, request_id: str) -> Context:
         return Context(
             database=self.database(),
             service=self.service,
