@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,8 +33,9 @@ def enable() -> None:
 
 
 class AccessLog:
-    """Logs each HTTP request once it is answered (500 when it failed before any
-    answer: what the server then sends)."""
+    """Logs each HTTP request once it is answered: 500 when it failed before any
+    answer (what the server then sends), `-` when the client left before any answer
+    (the server sends nothing then)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,26 +45,37 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        status = 500
+        status: int | None = None
+        left = False
+
+        async def listen() -> Message:
+            nonlocal left
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                left = True
+            return message
 
         async def watch(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            if message["type"] == "http.response.start" and not left:
+                status = message["status"]  # after the client left, the server drops it
             await send(message)
 
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, listen, watch)
         finally:
             client = scope.get("client")
             address = f"{client[0]}:{client[1]}" if client else "-"
-            path = scope.get("root_path", "") + scope["path"]
+            # Quoted as uvicorn's own access log does: the path is decoded in the scope, so
+            # a `%0A` written as it is would end the line and forge the next one.
+            path = quote(scope.get("root_path", "") + scope["path"])
             query = scope.get("query_string", b"")
-            if query:
+            if query:  # as sent, as uvicorn's does
                 path += "?" + query.decode("ascii", "replace")
+            shown = str(status) if status is not None else "-" if left else "500"
             request_id = (scope.get("state") or {}).get("request_id", "-")
             elapsed = (time.perf_counter() - began) * 1000
             log.info(
                 f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
-                f"{status} {elapsed:.1f}ms {request_id}"
+                f"{shown} {elapsed:.1f}ms {request_id}"
             )

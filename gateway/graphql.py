@@ -3,20 +3,20 @@ subscriptions over WebSocket (`graphql-transport-ws`, see `gateway.websocket`).
 
 Before the schema sees a request: a request id, a cap on the body, the bearer token
 (a partner token of ours or a member token of a program's identity provider), and the
-caller's rate limit. Each operation has a time limit.
+caller's rate limit. Each operation has a time limit. A document with a compiled plan
+is answered by the planned entry (`gateway.planned_entry`) before Strawberry's view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from cross_web import HTTPException
+from cross_web import HTTPException, StarletteRequestAdapter
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -47,6 +47,7 @@ from gateway.http_body import (
 from gateway.live import LiveTransportHandler, encoded
 from gateway.metrics import Metrics
 from gateway.persisted import PersistedQueries, PersistedQueryError
+from gateway.planned_entry import answer_planned
 from gateway.plans import Plans
 from gateway.ratelimit import RateLimiter
 from gateway.websocket import (
@@ -99,31 +100,20 @@ def _caller(principal: Principal, request: HTTPConnection) -> str:
     return f"address:{request.client.host if request.client else '-'}"
 
 
-class Planned(Protocol):
-    """A compiled plan of one operation: the result the executor would give, or None
-    when it gives up (the normal path then answers)."""
+class RequestAdapter(StarletteRequestAdapter):
+    """Strawberry's view of the request, with the request's state (what the planned
+    entry found in the body) in reach of `parse_http_body`."""
 
-    @property
-    def name(self) -> str | None: ...
-
-    @property
-    def operation_type(self) -> str: ...  # "query" or "mutation", as the metrics count
-
-    async def run(
-        self, context: Context, variables: Mapping[str, Any] | None
-    ) -> ExecutionResult | None: ...
-
-
-class PlanSource(Protocol):
-    """Where the plans of documents are found, by text and operation name."""
-
-    def find(self, query: object, operation_name: object) -> Planned | None: ...
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.state = request.state
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
     """Strawberry's ASGI view behind authentication, body and rate limits."""
 
     graphql_transport_ws_handler_class = LiveTransportHandler
+    request_adapter_class = RequestAdapter
 
     def __init__(
         self,
@@ -168,9 +158,6 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.suggestions = introspection
         self.persisted = persisted or PersistedQueries()
         self.plans: Plans | None = Plans(schema._schema) if plans else None
-        # More compiled plans (a mutation's, in a module of its own), consulted after the
-        # member reads': each answered by `_answer_planned` like those.
-        self.write_plans: list[PlanSource] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -210,7 +197,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         sender = self._sender(send, request_id, state, started)
         try:
             async with asyncio.timeout(self.timeout):
-                if not await self._answer_planned(request, body, sender):
+                if not await answer_planned(self, request, body, sender):
                     await self._answer(scope, replay(body), sender, request_id)
         except TimeoutError:
             if not started:
@@ -274,88 +261,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
         return send_with_id
 
-    def _plan_for(self, query: object, operation_name: object, method: str) -> Planned | None:
-        """The compiled plan of this document and operation, if one has been made: the
-        member reads' (`gateway.plans`), then those of `write_plans` (a mutation's plan
-        answers POST only, as a mutation never runs over GET)."""
-        if self.plans is not None:
-            plan = self.plans.find(query, operation_name)
-            if plan is not None:
-                return plan
-        if method == "POST":
-            for source in self.write_plans:
-                found = source.find(query, operation_name)
-                if found is not None:
-                    return found
-        return None
-
-    def _planned_request(self, request: Request, body: bytes) -> dict[str, Any] | None:
-        """The GraphQL request of a POST of JSON or a GET, when it is one the plans may
-        answer (one operation, no streaming, not the IDE's page); None sends it the
-        normal way, which answers anything else, refusals included."""
-        method = request.scope["method"]
-        if method == "POST":
-            media = request.headers.get("content-type", "").partition(";")[0].strip()
-            if media.lower() != "application/json":
-                return None
-        elif method != "GET":
-            return None
-        if "accept" in request.headers and self._get_stream_transport_from_headers(request.headers):
-            return None
-        try:
-            if method == "POST":
-                data = decode_json(body)
-            else:
-                if self.should_render_graphql_ide(self.request_adapter_class(request)):
-                    return None
-                data = self.parse_query_params(request.query_params)
-        except HTTPException:
-            return None
-        if not isinstance(data, dict):
-            return None  # a batch
-        if not isinstance(data.get("query"), str | None):
-            return None
-        for part in ("variables", "extensions"):
-            if not isinstance(data.get(part), dict | None):
-                return None
-        return data
-
-    async def _answer_planned(self, request: Request, body: bytes, send: Send) -> bool:
-        """Answer the request by a compiled plan, before Strawberry's view: the same
-        status, headers, body, metrics and log line as the normal path, which Strawberry
-        would reach the same way (`execute_single`). False when no plan answers it (no
-        plan for the document, or its plan gave up): the normal path then runs."""
-        if self.plans is None and not self.write_plans:
-            return False
-        data = self._planned_request(request, body)
-        if data is None:
-            return False
-        scope, state = request.scope, request.scope["state"]
-        try:
-            query = await self.persisted.resolve(data.get("query"), data.get("extensions"))
-        except PersistedQueryError as refused:
-            await self._persisted_refusal(refused, state["request_id"])(scope, replay(b""), send)
-            return True
-        operation_name = data.get("operationName")
-        plan = self._plan_for(query, operation_name, scope["method"])
-        if plan is None:
-            return False
-        context = self._context(state["principal"], state["request_id"])
-        state["context"] = context
-        started = time.perf_counter()
-        result = await plan.run(context, data.get("variables"))
-        if result is None:  # it gave up: the normal path answers, without it
-            state["plan_gave_up"] = True
-            state.pop("context", None)
-            await context.close()
-            return False
-        self.metrics.operation(plan.name, plan.operation_type, time.perf_counter() - started)
-        answer = await self.process_result(request, result)
-        response = Response(encode_json(answer), status_code=200, media_type="application/json")
-        await response(scope, replay(b""), send)
-        return True
-
-    def _persisted_refusal(self, refused: PersistedQueryError, request_id: str) -> Response:
+    def persisted_refusal(self, refused: PersistedQueryError, request_id: str) -> Response:
         self.metrics.errors.labels(refused.code).inc()
         # An unknown hash must not be cached by a CDN: the text may be there next time.
         headers = {"Cache-Control": "private, no-cache, must-revalidate"}
@@ -369,7 +275,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             self.metrics.errors.labels(code).inc()
             response = Refusal(refused.status_code, code, refused.reason).response(request_id)
         except PersistedQueryError as refused:
-            response = self._persisted_refusal(refused, request_id)
+            response = self.persisted_refusal(refused, request_id)
         await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Any) -> Response:
@@ -388,7 +294,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         """The request, its query text looked up by hash when it is a persisted query
-        (`gateway.persisted`)."""
+        (`gateway.persisted`); as the planned entry (`gateway.planned_entry`) found it,
+        when it read the request and no plan answered (the body is not decoded, nor its
+        hash looked up, a second time)."""
+        found: GraphQLRequestData | None = getattr(request.state, "request_data", None)
+        if found is not None:
+            return found
         parsed = await super().parse_http_body(request)
         for data in parsed if isinstance(parsed, list) else [parsed]:
             data.query = await self.persisted.resolve(data.query, data.extensions)
@@ -403,20 +314,13 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         root_value: Any,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """A document with a compiled plan (`gateway.plans`) is answered by it, counted as
-        the executor's answers are; any other, or one its plan gives up on, the normal way
-        (whose first answer without an error teaches the plans the document)."""
+        """The executor's answer, whose first without an error teaches the plans the
+        document (`gateway.plans`). A planned document reaches it only when its plan gave
+        up, or by a request the planned entry does not read (another content type, a
+        streamed answer asked for by `Accept`; a batch is refused): the executor answers
+        those, as exactly, without the plan."""
         plans = self.plans
         query, name = request_data.query, request_data.operation_name
-        if plans is not None and not getattr(request.state, "plan_gave_up", False):
-            plan = plans.find(query, name)
-            if plan is not None:
-                started = time.perf_counter()
-                planned = await plan.run(context, request_data.variables)
-                if planned is not None:
-                    elapsed = time.perf_counter() - started
-                    self.metrics.operation(plan.name, plan.operation_type, elapsed)
-                    return planned
         result = await super().execute_single(
             request=request,
             request_adapter=request_adapter,
@@ -505,11 +409,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 hub=self.hub,
                 websocket=response,
             )
-        context = self._context(request.state.principal, request.state.request_id)
+        context = self.new_context(request.state.principal, request.state.request_id)
         request.state.context = context
         return context
 
-    def _context(self, principal: Principal, request_id: str) -> Context:
+    def new_context(self, principal: Principal, request_id: str) -> Context:
         return Context(
             database=self.database(),
             service=self.service,

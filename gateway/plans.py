@@ -124,8 +124,6 @@ class Plan:
     extensions: dict[str, Any] | None
     permissions: list[Any]
 
-    operation_type = "query"
-
     @property
     def name(self) -> str | None:
         return self.operation.name.value if self.operation.name else None

@@ -323,3 +323,32 @@ async def test_readiness_never_hangs_on_a_database_that_does_not_answer(
             listener.close()
             await listener.wait_closed()
         assert (await readiness(gw))[0] == 200
+
+
+GATEWAY_BACKENDS = """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+  AND backend_type = 'client backend' AND pid <> pg_backend_pid()"""
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_pooled_connection_ended_by_the_server_is_replaced_before_use(
+    database_url: str,
+) -> None:
+    """The pre-ping of a checkout (`ledger.db._ping_asyncpg`) finds a pooled connection
+    whose server process has ended, and the pool hands out a new one: the requests
+    after are answered as before, not 503."""
+    async with running_gateway(database_url) as gw:
+        token = await gw.token()
+        assert_purchased(await gw.graphql(PURCHASE, purchase("warm", "ada"), token), "warm")
+        async with gw.database.reading() as session:
+            pooled = set((await session.scalars(text(GATEWAY_BACKENDS))).all())
+            assert pooled  # the connections the gateway keeps, but this one
+            for pid in pooled:
+                await session.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        for n in range(len(pooled) + 2):  # every pooled connection checked out again
+            assert_purchased(await gw.graphql(PURCHASE, purchase(f"k{n}", "ada"), token), f"k{n}")
+        read = await gw.graphql(ME, token=gw.member_token("ada"))
+        assert read.status == 200, read
+        assert read.data["me"]["points"]["pending"] == POINTS * (len(pooled) + 3)
+        async with gw.database.reading() as session:
+            now = set((await session.scalars(text(GATEWAY_BACKENDS))).all())
+        assert not now & pooled  # none of the ended ones is in use

@@ -223,3 +223,35 @@ async def test_redis_holds_the_newest_shared_texts_only(
         miss = ["PERSISTED_QUERY_NOT_FOUND"]
         assert found == [miss, miss, [], [], [], miss]
         assert codes((await send(one, None, extensions(long)))[1]) == []  # its own copy
+
+
+async def test_a_mutation_is_read_and_its_hash_looked_up_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request no plan answers (every mutation) is decoded and resolved by the planned
+    entry, and the normal path takes what it found: one lookup a request."""
+    async with running_gateway(database_url) as gw:
+        await member_with_points(gw)
+        before = points({"data": await gw.partner(READ, {"c": "ada"})})
+        store = gw.app.state.graphql.persisted
+        lookups: list[str | None] = []
+        resolve = store.resolve
+
+        async def counted(query: str | None, ext: Any) -> str | None:
+            lookups.append(query)
+            found: str | None = await resolve(query, ext)
+            return found
+
+        monkeypatch.setattr(store, "resolve", counted)
+        status, body, _ = await send(gw, None, extensions(ADJUST), {"c": "ada"})
+        assert (status, codes(body)) == (200, ["PERSISTED_QUERY_NOT_FOUND"])
+        assert lookups == [None]  # the refusal, after one lookup
+        status, body, _ = await send(gw, ADJUST, extensions(ADJUST), {"c": "ada"})
+        assert (status, body["data"]) == (200, {"adjustPoints": {"userErrors": []}})
+        assert lookups == [None, ADJUST]
+        status, body, _ = await send(gw, None, extensions(ADJUST), {"c": "ada"})
+        assert (status, body["data"]) == (200, {"adjustPoints": {"userErrors": []}})
+        assert lookups == [None, ADJUST, None]
+        monkeypatch.undo()
+        after = points({"data": await gw.partner(READ, {"c": "ada"})})
+        assert after["available"] == before["available"] + 500  # once: the same key twice
