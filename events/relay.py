@@ -10,8 +10,9 @@ It runs as soon as a transaction that wrote outbox rows commits in this process,
 every `interval` seconds for what other processes left behind. The rows a commit of this
 process wrote are published at once from what the session holds (no claim to wait for:
 subscribers get them a read sooner), then claimed and marked like any others without
-being published again. Should another replica claim them first, it publishes them too and
-the hubs drop the repeat.
+being published again, even by a claim that waited behind that commit or read its rows
+before the commit told the relay. Should another replica claim them first, it publishes
+them too and the hubs drop the repeat.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ BATCH = 500
 INTERVAL = 1.0  # seconds between runs when nothing woke the relay
 RETRY_DELAY = 0.5  # seconds before trying again after the broker or database failed
 _WROTE_OUTBOX = "loyalty_wrote_outbox"
-EARLY_IDS = 10_000  # ids published at commit, remembered until their row is marked
+EARLY_IDS = 10_000  # ids remembered as published at commit (until marked) or by a claim
 
 
 def event_of(row: OutboxEvent) -> Event:
@@ -52,6 +53,17 @@ _READ = frozenset({"id", "program_id", "type", "member_id", "payload"})  # what 
 def _loaded(row: OutboxEvent) -> bool:
     state = inspect(row)
     return state.persistent and not (state.unloaded & _READ)
+
+
+_MISSING = object()
+
+
+def _remember(ids: OrderedDict[int, None], new: Iterable[int]) -> None:
+    """Add `new` to `ids`, keeping the newest `EARLY_IDS` of them."""
+    for id_ in new:
+        ids[id_] = None
+    while len(ids) > EARLY_IDS:
+        ids.popitem(last=False)
 
 
 class OutboxRelay:
@@ -73,6 +85,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._committed: list[Event] = []  # committed here, not yet published
         self._early: OrderedDict[int, None] = OrderedDict()  # published, not yet marked
+        self._claimed: OrderedDict[int, None] = OrderedDict()  # published by a claim
         # Told of every batch this process published (the CRM write-back): each must
         # return at once and never raise; a batch published twice is told twice.
         self.listeners: list[Callable[[Sequence[Event]], None]] = []
@@ -94,15 +107,23 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await self._publish([event_of(row) for row in rows if row.id not in self._early])
+            # A commit of this process that the claim waited behind (SQLite's one writer)
+            # is published from what its session held, as at any commit, before the rest.
+            await self._publish_committed()
+            late = [event_of(row) for row in rows if row.id not in self._early]
+            await self._publish(late)
             await outbox_repository.mark_published(session, [row.id for row in rows], self.clock())
         for row in rows:
             self._early.pop(row.id, None)
+        # The claim can see a commit before its session has told the relay: when it does,
+        # the commit's copy is not published again.
+        _remember(self._claimed, (published.id for published in late))
         return len(rows)
 
     async def _publish_committed(self) -> None:
         """What commits of this process wrote, published before any claim."""
         events, self._committed = self._committed, []
+        events = [e for e in events if self._claimed.pop(e.id, _MISSING) is _MISSING]
         if not events:
             return
         # Noted before the await, so a claim running meanwhile does not publish them again;
