@@ -22,7 +22,7 @@ from ledger.program import Channel
 from ledger.rules import Line
 
 if TYPE_CHECKING:
-    from ledger.models import Entry
+    from ledger.models import Entry, Redemption
 
 MAX_BATCH = 500
 
@@ -217,15 +217,18 @@ class Outcome:
     # The entry written, as this transaction wrote it, for the answer that follows the
     # write; never stored (a replay reads the entry back by `entry_id`).
     entry: Entry | None = dataclasses.field(default=None, compare=False, repr=False)
+    # Likewise the redemption written (a replay reads it back by `redemption_id`).
+    redemption: Redemption | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(dataclasses.replace(self, entry=None))
+        data = dataclasses.asdict(dataclasses.replace(self, entry=None, redemption=None))
         data.pop("replayed")
         data.pop("entry")
+        data.pop("redemption")
         return data
 
     @classmethod

@@ -164,7 +164,9 @@ async def redeem(scope: LedgerScope, command: RedeemReward) -> Outcome:
         type_="reward.redeemed",
         extra={"rewardId": reward.id, "redemptionId": str(redemption.id)},
     )
-    return Outcome(member_id=member.id, entry_id=entry.id, redemption_id=redemption.id)
+    return Outcome(
+        member_id=member.id, entry_id=entry.id, redemption_id=redemption.id, redemption=redemption
+    )
 
 
 async def use(scope: LedgerScope, command: UseRedemption) -> Outcome:

@@ -222,8 +222,10 @@ class UpsertRewardPayload:
 
 
 async def _redemption(ctx: Context, kind: type[R], outcome: Outcome) -> R:
-    found = None
-    if outcome.redemption_id is not None:
+    # The redemption as the write made it: no read after the commit, which could wait
+    # for a pooled connection and fail an answer whose write stands. A replay reads it.
+    found = outcome.redemption
+    if found is None and outcome.redemption_id is not None:
         found = await ctx.loaders.redemption_by_id.load(outcome.redemption_id)
     return kind(
         redemption=Redemption.of(found) if found else None,

@@ -165,3 +165,29 @@ async def test_a_refusal_before_writing_is_kept_in_one_transaction(gw: Gateway) 
     assert (await gw.partner(REFUSABLE, {"input": again}))["recordPurchase"] == refused
     member = (await gw.partner(MEMBER, {"c": "ada"}))["member"]
     assert member["points"] == {"available": 100, "pending": 10}
+
+
+REDEEM = """mutation R($i: RedeemRewardInput!) { redeemReward(input: $i) {
+  redemption { id code points status } userErrors { code } } }"""
+ADJUST = "mutation A($i: AdjustPointsInput!) { adjustPoints(input: $i) { userErrors { code } } }"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_the_answer_to_a_redemption_reads_nothing_back(gw: Gateway) -> None:
+    """The redemption comes from the write, not from a read after the commit (which, with
+    the pool exhausted, could turn the answer to a write that stands into a 503)."""
+    await enroll(gw, "ada")
+    grant = {"idempotencyKey": "a-1", "member": {"customerId": "ada"}, "points": 1000}
+    granted = await gw.partner(ADJUST, {"i": {**grant, "reason": "test"}})
+    assert granted["adjustPoints"]["userErrors"] == []
+    redeem = {"idempotencyKey": "r-1", "member": {"customerId": "ada"}, "rewardId": "five-off"}
+    with statements(gw) as seen:
+        data = await gw.partner(REDEEM, {"i": redeem})
+    payload = data["redeemReward"]
+    assert payload["userErrors"] == []
+    assert (payload["redemption"]["status"], payload["redemption"]["points"]) == ("ISSUED", 500)
+    _, commit = write_transaction(seen)
+    assert [text for _, text in seen[commit + 1 :] if "FROM redemptions" in text] == []
+    # A replay of the key answers the same, the redemption read back by its id.
+    again = await gw.partner(REDEEM, {"i": redeem})
+    assert again == data
